@@ -1,0 +1,8 @@
+//! Pure modules, no I/O: configuration, layout, validation, state, plans, audit records.
+
+pub mod audit;
+pub mod config;
+pub mod layout;
+pub mod state;
+pub mod txn;
+pub mod validate;

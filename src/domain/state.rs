@@ -1,0 +1,1 @@
+//! Typed, versioned registry state (instances.yml, ports.yml) and port allocation.

@@ -1,0 +1,1 @@
+//! Validation of names, domains, ports and versions (pure).

@@ -1,0 +1,1 @@
+//! `config show`: the resolved configuration with sources.

@@ -1,0 +1,11 @@
+//! The ONLY code that touches the machine: files, locks, processes, D-Bus, the network,
+//! the environment. Everything above talks to it through plain functions or small traits
+//! (so `ops` can be tested with recording fakes).
+
+pub mod audit;
+pub mod env;
+pub mod fs;
+pub mod lock;
+pub mod logging;
+pub mod net;
+pub mod privilege;

@@ -1,0 +1,1 @@
+//! Port probes: is a TCP port in use on this machine, and by whom.
