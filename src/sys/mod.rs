@@ -9,3 +9,4 @@ pub mod lock;
 pub mod logging;
 pub mod net;
 pub mod privilege;
+pub mod systemd;
