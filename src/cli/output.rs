@@ -66,7 +66,10 @@ mod tests {
     fn table_aligns_columns() {
         let t = table(
             &["PORT", "INSTANCE"],
-            &[vec!["5000".into(), "budget".into()], vec!["65535".into(), "x".into()]],
+            &[
+                vec!["5000".into(), "budget".into()],
+                vec!["65535".into(), "x".into()],
+            ],
         );
         assert_eq!(t, "PORT   INSTANCE\n5000   budget\n65535  x");
     }

@@ -143,9 +143,16 @@ mod tests {
     #[test]
     fn secrets_are_redacted_in_both_spellings() {
         let v = redacted_args(
-            ["instance", "create", "--password", "hunter2", "--token=abc", "x"]
-                .into_iter()
-                .map(String::from),
+            [
+                "instance",
+                "create",
+                "--password",
+                "hunter2",
+                "--token=abc",
+                "x",
+            ]
+            .into_iter()
+            .map(String::from),
         );
         let s = v.to_string();
         assert!(!s.contains("hunter2") && !s.contains("abc"), "{s}");

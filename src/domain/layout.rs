@@ -122,7 +122,8 @@ impl Layout {
             .join(format!("abssctl-{name}.conf"))
     }
     pub fn vhost_link(&self, name: &str) -> PathBuf {
-        self.nginx_sites_enabled.join(format!("abssctl-{name}.conf"))
+        self.nginx_sites_enabled
+            .join(format!("abssctl-{name}.conf"))
     }
 }
 
@@ -137,8 +138,14 @@ mod tests {
             ..Config::default()
         };
         let l = Layout::new(&cfg, Path::new("/tmp/x/etc/abssctl/config.yml"));
-        assert_eq!(l.ports_file, Path::new("/tmp/x/var/lib/abssctl/registry/ports.yml"));
-        assert_eq!(l.global_lock(), Path::new("/tmp/x/run/abssctl/locks/global.lock"));
+        assert_eq!(
+            l.ports_file,
+            Path::new("/tmp/x/var/lib/abssctl/registry/ports.yml")
+        );
+        assert_eq!(
+            l.global_lock(),
+            Path::new("/tmp/x/run/abssctl/locks/global.lock")
+        );
         assert_eq!(l.data_dir("budget"), Path::new("/tmp/x/srv/budget/data"));
         assert_eq!(l.version_dir("26.9.0"), Path::new("/tmp/x/srv/app/v26.9.0"));
         assert_eq!(
@@ -150,7 +157,13 @@ mod tests {
     #[test]
     fn empty_root_is_the_real_machine() {
         let l = Layout::new(&Config::default(), Path::new("/etc/abssctl/config.yml"));
-        assert_eq!(l.instances_file, Path::new("/var/lib/abssctl/registry/instances.yml"));
-        assert_eq!(l.vhost_link("a"), Path::new("/etc/nginx/sites-enabled/abssctl-a.conf"));
+        assert_eq!(
+            l.instances_file,
+            Path::new("/var/lib/abssctl/registry/instances.yml")
+        );
+        assert_eq!(
+            l.vhost_link("a"),
+            Path::new("/etc/nginx/sites-enabled/abssctl-a.conf")
+        );
     }
 }

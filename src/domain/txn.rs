@@ -28,7 +28,9 @@ pub struct Step<'a> {
 
 impl std::fmt::Debug for Step<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Step").field("planned", &self.planned).finish()
+        f.debug_struct("Step")
+            .field("planned", &self.planned)
+            .finish()
     }
 }
 

@@ -53,7 +53,10 @@ impl Ctx {
             "'abssctl {}' changes the system and must run as root",
             self.op.command
         ))
-        .hint(format!("run it with sudo: sudo abssctl {}", self.op.command))
+        .hint(format!(
+            "run it with sudo: sudo abssctl {}",
+            self.op.command
+        ))
         .into())
     }
 
@@ -63,8 +66,11 @@ impl Ctx {
 
     /// Take the global lock (always first). The wait is added to the op's lock_wait_ms.
     pub fn lock_global(&mut self) -> Result<sys::lock::LockGuard> {
-        let (guard, waited) =
-            sys::lock::acquire(&self.layout.global_lock(), self.lock_timeout(), &self.op.command)?;
+        let (guard, waited) = sys::lock::acquire(
+            &self.layout.global_lock(),
+            self.lock_timeout(),
+            &self.op.command,
+        )?;
         self.op.lock_wait += waited;
         Ok(guard)
     }
@@ -95,7 +101,11 @@ fn load_context(cli: &Cli, op: OpState) -> Result<Ctx> {
     };
     let path: PathBuf = config::config_file_path(&overrides, &env);
     let text = sys::fs::read_optional(&path)?;
-    let resolved = config::resolve(text.as_deref().map(|t| (path.as_path(), t)), &env, &overrides)?;
+    let resolved = config::resolve(
+        text.as_deref().map(|t| (path.as_path(), t)),
+        &env,
+        &overrides,
+    )?;
     let layout = Layout::new(&resolved.config, &path);
     Ok(Ctx {
         globals: cli.global.clone(),
@@ -143,7 +153,11 @@ pub fn execute(cli: Cli) -> i32 {
 
     // One structured line per command for the journal (stderr mode filters it out by
     // default, so the operator never sees the error twice).
-    tracing::info!(rc, duration_ms = started.elapsed().as_millis() as u64, "{command} finished");
+    tracing::info!(
+        rc,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "{command} finished"
+    );
 
     // The audit record needs the layout; without a context (bad config) there is no
     // trustworthy log location, so the failure is only on stderr and in the journal.

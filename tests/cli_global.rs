@@ -1,0 +1,168 @@
+//! The frame around every command: exit codes, --version, --dry-run, privilege, and the
+//! operations log (ADR-028), checked on the real binary against a temp root.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::path::Path;
+
+fn abssctl(root: &Path) -> Command {
+    let mut c = Command::cargo_bin("abssctl").expect("binary built");
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ABSSCTL_ROOT", root);
+    c
+}
+
+fn ops_log(root: &Path) -> Vec<serde_json::Value> {
+    let p = root.join("var/log/abssctl/operations.jsonl");
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+#[test]
+fn version_flag_prints_the_cli_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    abssctl(tmp.path())
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(format!("abssctl {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    abssctl(tmp.path()).arg("no-such-command").assert().code(2);
+}
+
+#[test]
+fn a_mutation_is_logged_with_op_id_plan_and_lock_wait() {
+    let tmp = tempfile::tempdir().unwrap();
+    abssctl(tmp.path())
+        .args(["ports", "reserve", "budget", "--password", "s3cret"])
+        .assert()
+        .failure(); // --password is not a ports flag: usage error, nothing logged
+    abssctl(tmp.path())
+        .args(["ports", "reserve", "budget"])
+        .assert()
+        .success();
+    let log = ops_log(tmp.path());
+    assert_eq!(log.len(), 1, "{log:?}");
+    let rec = &log[0];
+    assert_eq!(rec["schema_version"], 1);
+    assert_eq!(rec["command"], "ports reserve");
+    assert_eq!(rec["rc"], 0);
+    assert_eq!(rec["result"]["status"], "success");
+    assert_eq!(rec["result"]["changed"], true);
+    let op_id = uuid::Uuid::parse_str(rec["op_id"].as_str().unwrap()).unwrap();
+    assert_eq!(op_id.get_version_num(), 7, "op ids are time-ordered uuid v7");
+    assert!(rec["ts"].as_str().unwrap().ends_with('Z'));
+    assert!(rec["lock_wait_ms"].is_u64());
+    assert!(rec["duration_ms"].is_u64());
+    let planned = rec["planned_actions"].as_array().unwrap();
+    assert!(!planned.is_empty(), "the plan is recorded: {rec}");
+    assert!(planned.iter().all(|a| a["action"].is_string()));
+}
+
+#[test]
+fn dry_run_changes_nothing_and_logs_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    abssctl(tmp.path())
+        .args(["--dry-run", "ports", "reserve", "budget"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("budget"));
+    assert!(!tmp.path().join("var/lib/abssctl/registry/ports.yml").exists());
+    assert!(ops_log(tmp.path()).is_empty());
+}
+
+#[test]
+fn failures_are_logged_with_their_exit_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    abssctl(tmp.path())
+        .args(["ports", "reserve", "Not_A_Name"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::starts_with("error: "));
+    let log = ops_log(tmp.path());
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["rc"], 2);
+    assert_eq!(log[0]["result"]["status"], "error");
+    assert!(!log[0]["result"]["errors"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn json_errors_carry_kind_and_exit_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = abssctl(tmp.path())
+        .args(["--json", "ports", "reserve", "Not_A_Name"])
+        .assert()
+        .code(2)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["error"]["kind"], "validation");
+    assert_eq!(v["error"]["exit_code"], 2);
+}
+
+#[test]
+fn an_unwritable_log_dir_warns_once_and_keeps_the_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The logs dir sits below a regular file: it can never be created.
+    std::fs::write(tmp.path().join("blocker"), "").unwrap();
+    let out = abssctl(tmp.path())
+        .env("ABSSCTL_LOGS_DIR", "/blocker/logs")
+        .args(["--json", "ports", "reserve", "budget"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("warning:").count(), 1, "{stderr}");
+    assert!(stderr.contains("operations log"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.is_object(), "the command's own result is still printed");
+}
+
+#[test]
+fn mutations_refuse_to_run_unprivileged_and_change_nothing() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to switch to an unprivileged user");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("abssctl");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["ports", "reserve", "budget"])
+        .env_clear()
+        .env("ABSSCTL_ROOT", tmp.path())
+        .output()
+        .expect("setpriv runs");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("must run as root"), "{stderr}");
+    assert!(stderr.contains("hint: "), "{stderr}");
+    assert!(!tmp.path().join("var/lib/abssctl/registry/ports.yml").exists());
+
+    // Read-only commands work as any user.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["ports", "list", "--json"])
+        .env_clear()
+        .env("ABSSCTL_ROOT", tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
