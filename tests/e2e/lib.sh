@@ -1,0 +1,297 @@
+# shellcheck shell=bash
+# Library of the real tier: a Debian 12 container whose PID 1 is systemd, booted with
+# systemd-nspawn on a fresh overlay over a cached root filesystem.
+#
+# Sourced by tests/e2e/{run,up,down,exec} and by every scenario. Scenarios run on the HOST
+# and act inside the container with `in_ct`, so they can also test from the outside
+# (e.g. HTTPS from the host with the host network).
+#
+# Why nspawn + nsenter (not machinectl / systemd-run -M): the host has no systemd as PID 1
+# and no machined; see docs/testing.md.
+
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$E2E_DIR/../.." && pwd)
+E2E_CACHE=${E2E_CACHE:-$E2E_DIR/.cache}
+E2E_RUNS=${E2E_RUNS:-$E2E_DIR/.run}
+E2E_SUITE=bookworm
+# What the package Depends/Recommends on, plus the tools scenarios use, so that
+# `apt-get install ./abssctl_*.deb` resolves everything from the rootfs without a mirror.
+E2E_PACKAGES=(systemd systemd-sysv dbus nginx tar zstd g++ make python3 procps curl
+    ca-certificates openssl man-db bash-completion jq iproute2 less)
+# Timers that fire at first boot and race the test's dpkg for its lock, and a getty that
+# fights over the console.
+E2E_MASK=(apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer
+    fstrim.timer man-db.timer console-getty.service)
+CT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+# ---------------------------------------------------------------- root filesystem cache
+
+# The recipe itself (this function's text), the suite and the package list key the cache:
+# change any of them and a new rootfs is built.
+e2e_mmdebstrap() {
+    local dest=$1 mask
+    mask=$(printf ' %s' "${E2E_MASK[@]}")
+    mmdebstrap --variant=apt --quiet \
+        --include="$(
+            IFS=,
+            echo "${E2E_PACKAGES[*]}"
+        )" \
+        --hook-dir=/usr/share/mmdebstrap/hooks/eatmydata \
+        --customize-hook="chroot \"\$1\" systemctl mask$mask" \
+        --customize-hook='truncate -s0 "$1/etc/machine-id"' \
+        --customize-hook='mkdir -p "$1/var/log/journal"' \
+        --customize-hook='rm -f "$1/var/cache/apt/archives/"*.deb' \
+        "$E2E_SUITE" "$dest" /etc/apt/sources.list.d/debian.sources
+}
+
+e2e_rootfs_key() {
+    {
+        declare -f e2e_mmdebstrap
+        echo "$E2E_SUITE ${E2E_PACKAGES[*]} ${E2E_MASK[*]}"
+    } | sha256sum | cut -c1-16
+}
+
+# Print the path of an unpacked, read-only base rootfs, building or unpacking it if needed.
+# The .tar.zst is the durable cache (CI can cache it); the unpacked dir beside it is reused
+# as the overlay's lower layer by every run on this machine.
+e2e_rootfs() {
+    local key tarball dir tmp
+    key=$(e2e_rootfs_key)
+    tarball=$E2E_CACHE/rootfs-$key.tar.zst
+    dir=$E2E_CACHE/rootfs-$key
+    mkdir -p "$E2E_CACHE"
+    if [[ -f $dir/.complete ]]; then
+        echo "$dir"
+        return
+    fi
+    # One builder at a time (other helpers may start a run concurrently).
+    exec {lockfd}>"$E2E_CACHE/.rootfs.lock"
+    flock "$lockfd"
+    if [[ ! -f $dir/.complete ]]; then
+        local t0=$SECONDS
+        if [[ ! -f $tarball ]]; then
+            log "building Debian $E2E_SUITE rootfs $key (mmdebstrap, about 1 min)"
+            tmp=$tarball.tmp.$$
+            rm -rf "$dir"
+            mkdir -p "$dir"
+            e2e_mmdebstrap "$dir" >&2 || die "mmdebstrap failed"
+            tar -C "$dir" --numeric-owner --xattrs -cf - . | zstd -q -T0 -3 -o "$tmp" ||
+                die "packing the rootfs failed"
+            mv "$tmp" "$tarball"
+            log "rootfs built in $((SECONDS - t0)) s: $(du -sh "$tarball" | cut -f1) tarball"
+        else
+            log "unpacking cached rootfs $tarball"
+            rm -rf "$dir"
+            mkdir -p "$dir"
+            zstd -q -d -c "$tarball" | tar -C "$dir" --numeric-owner --xattrs -xf - ||
+                die "unpacking $tarball failed"
+            log "rootfs unpacked in $((SECONDS - t0)) s"
+        fi
+        touch "$dir/.complete"
+    fi
+    flock -u "$lockfd"
+    exec {lockfd}>&-
+    echo "$dir"
+}
+
+# ---------------------------------------------------------------- container lifecycle
+
+# ct_up <run-dir> <name> <network: host|private>
+# Boots a container; writes its facts to <run-dir>/ct.env (CT_NAME, CT_PID, CT_INIT, ...)
+# and exports them.
+ct_up() {
+    local rd=$1 name=$2 network=$3 base t0=$SECONDS
+    base=$(e2e_rootfs) || exit 1
+    mkdir -p "$rd"/{upper,work,merged,share}
+    mount -t overlay overlay \
+        -o "lowerdir=$base,upperdir=$rd/upper,workdir=$rd/work" "$rd/merged" ||
+        die "overlay mount failed"
+    echo "CT_MERGED=$rd/merged" >"$rd/ct.env"
+    ct_prepare_rootfs "$rd/merged" "$name"
+
+    local netopt=()
+    case $network in
+    host) ;;
+    private) netopt=(--private-network) ;;
+    *) die "unknown network mode '$network' (host or private)" ;;
+    esac
+    # setsid + stdin from /dev/null: Ctrl-C in the terminal reaches only this script, whose
+    # trap then shuts the container down in order. --register=no and --keep-unit are both
+    # required on a host without systemd as PID 1.
+    setsid systemd-nspawn -D "$rd/merged" -M "$name" --register=no --keep-unit -b \
+        --console=read-only --bind="$rd/share:/share" "${netopt[@]}" \
+        </dev/null >"$rd/console.log" 2>&1 &
+    local nspawn=$!
+    {
+        echo "CT_NAME=$name"
+        echo "CT_NSPAWN=$nspawn"
+        echo "CT_RUNDIR=$rd"
+        echo "CT_NETWORK=$network"
+    } >>"$rd/ct.env"
+
+    local init="" i
+    for ((i = 0; i < 300; i++)); do
+        init=$(pgrep -P "$nspawn" -x systemd | head -1) || true
+        [[ -n $init ]] && break
+        kill -0 "$nspawn" 2>/dev/null || {
+            cat "$rd/console.log" >&2
+            die "systemd-nspawn exited during boot"
+        }
+        sleep 0.1
+    done
+    [[ -n $init ]] || die "no systemd inside the container after 30 s"
+    echo "CT_INIT=$init" >>"$rd/ct.env"
+    ct_load "$rd"
+    local state
+    state=$(timeout 120 nsenter -t "$CT_INIT" -a -r -w -- env -i PATH=$CT_PATH \
+        systemctl is-system-running --wait 2>/dev/null) || true
+    case $state in
+    running) ;;
+    degraded)
+        log "warning: container booted degraded; failed units:"
+        in_ct systemctl --failed --no-legend >&2 || true
+        ;;
+    *) die "container did not finish booting (state: '${state:-timeout}')" ;;
+    esac
+    log "container $name up ($network network) in $((SECONDS - t0)) s"
+}
+
+# What every container gets before boot: the host's CA bundle (registry access goes
+# through the machine's TLS-intercepting proxy), the host's npm registry as an ABSSCTL_*
+# variable (never written into the repo), a hostname.
+ct_prepare_rootfs() {
+    local root=$1 name=$2 registry=""
+    echo "$name" >"$root/etc/hostname"
+    if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
+        cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+    fi
+    local f
+    for f in /usr/local/share/ca-certificates/*.crt; do
+        [[ -f $f ]] && cp "$f" "$root/usr/local/share/ca-certificates/"
+    done
+    if command -v npm >/dev/null; then
+        registry=$(npm config get registry 2>/dev/null) || registry=""
+    fi
+    {
+        echo "NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt"
+        [[ -n $registry ]] && echo "ABSSCTL_NPM_REGISTRY=$registry"
+    } >"$root/etc/abssctl-e2e.env"
+    cat "$root/etc/abssctl-e2e.env" >>"$root/etc/environment"
+}
+
+# ct_load <run-dir>: export the facts of a running container (for exec / down / scenarios).
+ct_load() {
+    local rd=$1
+    [[ -f $rd/ct.env ]] || die "no container state in $rd"
+    set -a
+    # shellcheck disable=SC1091
+    . "$rd/ct.env"
+    set +a
+    export CT_SHARE=$rd/share
+}
+
+# ct_journal <file>: the container's whole journal, read from the host.
+ct_journal() {
+    journalctl -D "$CT_MERGED/var/log/journal" --no-pager -o short-monotonic >"$1" 2>&1 || true
+}
+
+# ct_down [keep]: halt the container, unmount, remove its run dir unless asked to keep it.
+ct_down() {
+    local keep=${1:-}
+    [[ -n ${CT_RUNDIR:-} ]] || return 0
+    if [[ -n ${CT_NSPAWN:-} ]] && kill -0 "$CT_NSPAWN" 2>/dev/null; then
+        kill -TERM "$CT_NSPAWN" 2>/dev/null || true
+        local i
+        for ((i = 0; i < 150; i++)); do
+            kill -0 "$CT_NSPAWN" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$CT_NSPAWN" 2>/dev/null; then
+            log "warning: container $CT_NAME did not halt in 15 s; killing it"
+            kill -KILL "$CT_NSPAWN" 2>/dev/null || true
+            sleep 0.5
+        fi
+    fi
+    if [[ -n $keep ]]; then
+        ct_journal "$CT_RUNDIR/journal.txt"
+    fi
+    if mountpoint -q "$CT_MERGED"; then
+        umount "$CT_MERGED" || umount -l "$CT_MERGED" || log "warning: could not unmount $CT_MERGED"
+    fi
+    rm -rf "/run/systemd/nspawn/propagate/$CT_NAME"
+    if [[ -n $keep ]]; then
+        log "kept $CT_RUNDIR (journal: $CT_RUNDIR/journal.txt)"
+    else
+        rm -rf "$CT_RUNDIR"
+    fi
+    unset CT_RUNDIR CT_NSPAWN CT_INIT
+}
+
+# ---------------------------------------------------------------- helpers for scenarios
+
+# in_ct <cmd...>: run a command inside the container as root (stdin, stdout, exit code
+# pass through). The environment is clean plus the e2e variables (registry, CA).
+in_ct() {
+    local envs=()
+    mapfile -t envs < <(grep -v '^#' "$CT_MERGED/etc/abssctl-e2e.env" 2>/dev/null)
+    nsenter -t "$CT_INIT" -a -r -w -- env -i PATH=$CT_PATH HOME=/root LANG=C.UTF-8 \
+        TERM=dumb "${envs[@]}" "$@"
+}
+
+# in_ct_sh '<shell script>': a shell snippet inside the container.
+in_ct_sh() { in_ct sh -ec "$1"; }
+
+# ct_copy_in <host-file> [name]: make a file visible inside at /share/<name>; prints that path.
+ct_copy_in() {
+    local name=${2:-$(basename "$1")}
+    cp "$1" "$CT_SHARE/$name"
+    echo "/share/$name"
+}
+
+E2E_FAILS=0
+E2E_CHECKS=0
+# check "<what it proves>" <cmd...>: run a command (on the host; wrap it with in_ct for the
+# container), print ok/FAIL with the description, show the output on failure. Failures are
+# counted and the scenario continues; `scenario_end` turns them into the exit code.
+check() {
+    local desc=$1 out rc
+    shift
+    E2E_CHECKS=$((E2E_CHECKS + 1))
+    out=$("$@" 2>&1) && rc=0 || rc=$?
+    if ((rc == 0)); then
+        printf '  ok    %s\n' "$desc"
+    else
+        E2E_FAILS=$((E2E_FAILS + 1))
+        printf '  FAIL  %s (exit %d)\n' "$desc" "$rc"
+        printf '        | %s\n' "\$ $*"
+        printf '%s\n' "$out" | tail -n 30 | sed 's/^/        | /'
+    fi
+    return 0
+}
+
+# must "<what>" <cmd...>: like check, but a failure ends the scenario (later checks
+# depend on it).
+must() {
+    local before=$E2E_FAILS
+    check "$@"
+    if ((E2E_FAILS > before)); then
+        scenario_end
+    fi
+}
+
+# check_ct_sh "<desc>" '<shell test inside the container>'
+check_ct_sh() { check "$1" in_ct sh -ec "$2"; }
+
+step() { printf '\n-- %s\n' "$*"; }
+
+scenario_end() {
+    printf '\n%d checks, %d failed\n' "$E2E_CHECKS" "$E2E_FAILS"
+    ((E2E_FAILS == 0)) && exit 0
+    exit 1
+}
