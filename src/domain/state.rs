@@ -1,1 +1,396 @@
 //! Typed, versioned registry state (instances.yml, ports.yml) and port allocation.
+//!
+//! Pure: the caller hands in file text and gets back text to write; reading and the atomic
+//! write live in `sys::statefile` (`State::load` / `State::save`, the latter only callable
+//! with the global lock guard in hand). Both files carry `schema_version`; every struct
+//! denies unknown fields, because a misspelt key silently dropped on the next save is data
+//! loss. A file that does not parse is reported with its path and line and is never
+//! rewritten (the load fails before any write can happen).
+
+use crate::domain::validate;
+use crate::error::Failure;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use time::OffsetDateTime;
+
+/// The registry format this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Which Actual version an instance runs: whatever `current` points to, or one exact release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionBinding {
+    Current,
+    Exact(semver::Version),
+}
+
+impl fmt::Display for VersionBinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VersionBinding::Current => f.write_str("current"),
+            VersionBinding::Exact(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+impl Serialize for VersionBinding {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionBinding {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "current" {
+            return Ok(VersionBinding::Current);
+        }
+        semver::Version::parse(&s).map(VersionBinding::Exact).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "version_binding '{s}' is neither 'current' nor a version X.Y.Z"
+            ))
+        })
+    }
+}
+
+/// Where an instance's certificate comes from (ADR-031 order when `auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsSource {
+    Auto,
+    System,
+    Letsencrypt,
+    Custom,
+}
+
+/// One instance in instances.yml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceEntry {
+    pub name: String,
+    pub domain: String,
+    pub port: u16,
+    pub version_binding: VersionBinding,
+    pub data_dir: PathBuf,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_changed: OffsetDateTime,
+    #[serde(default)]
+    pub notes: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_source: Option<TlsSource>,
+    /// Certificate and key paths when `tls_source` is `custom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// A dedicated HTTPS port (also reserved in ports.yml) instead of the shared 443.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_port: Option<u16>,
+}
+
+/// One reservation in ports.yml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortReservation {
+    pub port: u16,
+    pub instance: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub reserved_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstancesFile {
+    schema_version: u32,
+    #[serde(default)]
+    instances: Vec<InstanceEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortsFile {
+    schema_version: u32,
+    #[serde(default)]
+    ports: Vec<PortReservation>,
+}
+
+/// Only the version, read leniently first so that a file from another schema is reported
+/// as such instead of as a pile of unknown fields.
+#[derive(Debug, Deserialize)]
+struct Header {
+    schema_version: Option<u32>,
+}
+
+/// The whole registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    pub instances: Vec<InstanceEntry>,
+    pub ports: Vec<PortReservation>,
+}
+
+/// Is a TCP port in use on this machine, and by whom (real probe: `sys::net`).
+pub trait PortProbe {
+    fn in_use(&self, port: u16) -> bool;
+    /// A description of the process listening on `port` ("pid 42 (node)"), best effort.
+    fn holder(&self, port: u16) -> Option<String>;
+}
+
+const BROKEN_HINT: &str = "fix the file by hand (or restore it from a backup); abssctl never rewrites a registry file it cannot read";
+
+/// A validation failure pointing at a file and (when known) a line.
+fn file_error(path: &Path, line: Option<u64>, msg: impl fmt::Display) -> Failure {
+    let at = match line {
+        Some(l) => format!("{} line {l}", path.display()),
+        None => path.display().to_string(),
+    };
+    Failure::validation(format!("invalid registry file {at}: {msg}")).hint(BROKEN_HINT)
+}
+
+fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> Failure {
+    let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
+    // serde-saphyr's own text repeats the position; keep only its first line (the reason).
+    let text = e.to_string();
+    let reason = text.lines().next().unwrap_or("unreadable YAML");
+    file_error(path, line, reason)
+}
+
+/// 1-based line of the `nth` (0-based) line containing `needle`, to point at a semantic
+/// error that serde cannot locate (a duplicate, an out-of-range value).
+fn line_of(text: &str, needle: &str, nth: usize) -> Option<u64> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(needle))
+        .nth(nth)
+        .map(|(i, _)| i as u64 + 1)
+}
+
+/// Check the version and parse strictly; the place where a future schema gets its
+/// upconvert (add an arm `n => upconvert_vn(parse_vn(text))`).
+fn parse_versioned<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, Failure> {
+    if text.trim().is_empty() {
+        return Err(file_error(path, None, "the file is empty (expected schema_version: 1)"));
+    }
+    let header: Header = serde_saphyr::from_str(text).map_err(|e| yaml_error(path, &e))?;
+    match header.schema_version {
+        None => Err(file_error(
+            path,
+            None,
+            format!("schema_version is missing (expected schema_version: {SCHEMA_VERSION})"),
+        )),
+        Some(SCHEMA_VERSION) => serde_saphyr::from_str(text).map_err(|e| yaml_error(path, &e)),
+        Some(v) if v > SCHEMA_VERSION => Err(Failure::validation(format!(
+            "registry file {} was written by a newer abssctl (schema_version {v}; this one reads {SCHEMA_VERSION})",
+            path.display()
+        ))
+        .hint("upgrade abssctl to the version that wrote this file")),
+        Some(v) => Err(file_error(
+            path,
+            line_of(text, "schema_version", 0),
+            format!("schema_version {v} is not a format abssctl has ever written"),
+        )),
+    }
+}
+
+fn check_port(path: &Path, text: &str, port: u16) -> Result<(), Failure> {
+    validate::port(i64::from(port))
+        .map(|_| ())
+        .map_err(|f| file_error(path, line_of(text, &port.to_string(), 0), f.message))
+}
+
+fn check_name(path: &Path, text: &str, name: &str) -> Result<(), Failure> {
+    validate::instance_name(name)
+        .map(|_| ())
+        .map_err(|f| file_error(path, line_of(text, name, 0), f.message))
+}
+
+/// Parse instances.yml (`None`: the file does not exist yet = no instances).
+pub fn parse_instances(path: &Path, text: Option<&str>) -> Result<Vec<InstanceEntry>, Failure> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let file: InstancesFile = parse_versioned(path, text)?;
+    let mut names = BTreeSet::new();
+    for i in &file.instances {
+        check_name(path, text, &i.name)?;
+        check_port(path, text, i.port)?;
+        if let Some(p) = i.https_port {
+            check_port(path, text, p)?;
+        }
+        if !names.insert(i.name.as_str()) {
+            let needle = format!("name: {}", i.name);
+            return Err(file_error(
+                path,
+                line_of(text, &needle, 1),
+                format!("instance '{}' is listed twice", i.name),
+            ));
+        }
+    }
+    Ok(file.instances)
+}
+
+/// Parse ports.yml (`None`: the file does not exist yet = no reservations).
+pub fn parse_ports(path: &Path, text: Option<&str>) -> Result<Vec<PortReservation>, Failure> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let file: PortsFile = parse_versioned(path, text)?;
+    let mut seen = BTreeSet::new();
+    for r in &file.ports {
+        check_name(path, text, &r.instance)?;
+        check_port(path, text, r.port)?;
+        if !seen.insert(r.port) {
+            return Err(file_error(
+                path,
+                line_of(text, &format!("port: {}", r.port), 1),
+                format!("port {} is reserved twice", r.port),
+            ));
+        }
+    }
+    Ok(file.ports)
+}
+
+fn to_yaml<T: Serialize>(value: &T) -> String {
+    // Serializing plain structs of strings and numbers cannot fail; if it ever does, that
+    // is a bug, and an empty string would be refused by the parser on the next load.
+    serde_saphyr::to_string(value).unwrap_or_default()
+}
+
+/// What `reserve` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    /// A new reservation was added.
+    New(PortReservation),
+    /// The instance already held this port; nothing changed.
+    Existing(PortReservation),
+}
+
+impl State {
+    /// Text of instances.yml for this state.
+    pub fn render_instances(&self) -> String {
+        to_yaml(&InstancesFile {
+            schema_version: SCHEMA_VERSION,
+            instances: self.instances.clone(),
+        })
+    }
+
+    /// Text of ports.yml for this state.
+    pub fn render_ports(&self) -> String {
+        to_yaml(&PortsFile {
+            schema_version: SCHEMA_VERSION,
+            ports: self.ports.clone(),
+        })
+    }
+
+    /// Ports reserved for `instance`, in file order.
+    pub fn ports_of(&self, instance: &str) -> Vec<&PortReservation> {
+        self.ports.iter().filter(|r| r.instance == instance).collect()
+    }
+
+    /// Every port the registry claims: reservations plus the ports instances record
+    /// (defensive: a hand-edited instances.yml must not lead to a double allocation).
+    fn claimed(&self) -> BTreeSet<u16> {
+        let mut set: BTreeSet<u16> = self.ports.iter().map(|r| r.port).collect();
+        for i in &self.instances {
+            set.insert(i.port);
+            set.extend(i.https_port);
+        }
+        set
+    }
+
+    /// Reserve a port for `instance`: the given one, or the first free port from `base`
+    /// upwards. Without `port`, an instance that already holds a port keeps it (idempotent).
+    pub fn reserve(
+        &mut self,
+        instance: &str,
+        port: Option<u16>,
+        base: u16,
+        probe: &dyn PortProbe,
+        now: OffsetDateTime,
+    ) -> Result<Reserved, Failure> {
+        let owned = self.ports_of(instance);
+        let existing = match port {
+            None => owned.first().copied(),
+            Some(p) => owned.into_iter().find(|r| r.port == p),
+        };
+        if let Some(r) = existing {
+            return Ok(Reserved::Existing(r.clone()));
+        }
+        let port = match port {
+            Some(p) => {
+                validate::port(i64::from(p))?;
+                if let Some(other) = self.ports.iter().find(|r| r.port == p) {
+                    return Err(Failure::validation(format!(
+                        "port {p} is already reserved for instance '{}'",
+                        other.instance
+                    ))
+                    .hint("pick another port, or omit --port to take the next free one"));
+                }
+                if probe.in_use(p) {
+                    let by = probe
+                        .holder(p)
+                        .map(|h| format!(" by {h}"))
+                        .unwrap_or_default();
+                    return Err(Failure::environment(format!("port {p} is in use{by}"))
+                        .hint("stop that process, or omit --port to take the next free port"));
+                }
+                p
+            }
+            None => next_free_port(&self.claimed(), base, probe)?,
+        };
+        let r = PortReservation {
+            port,
+            instance: instance.to_string(),
+            reserved_at: now,
+        };
+        self.ports.push(r.clone());
+        Ok(Reserved::New(r))
+    }
+
+    /// Drop every reservation of `instance`; refused while instances.yml still lists it
+    /// (its service would keep listening on a port the allocator hands out again).
+    pub fn release(&mut self, instance: &str) -> Result<Vec<PortReservation>, Failure> {
+        if self.instances.iter().any(|i| i.name == instance) {
+            return Err(Failure::validation(format!(
+                "instance '{instance}' exists and uses its port"
+            ))
+            .hint(format!("delete the instance instead: abssctl instance delete {instance}")));
+        }
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            self.ports.drain(..).partition(|r| r.instance == instance);
+        self.ports = kept;
+        if gone.is_empty() {
+            return Err(
+                Failure::validation(format!("no port is reserved for '{instance}'"))
+                    .hint("see the reservations with: abssctl ports list"),
+            );
+        }
+        Ok(gone)
+    }
+}
+
+/// First port >= `base` (and >= the lowest allowed port) that is neither claimed in the
+/// registry nor in use by any process. Sequential on purpose (ADR-015): ports stay
+/// predictable and easy to read in firewall rules.
+pub fn next_free_port(
+    claimed: &BTreeSet<u16>,
+    base: u16,
+    probe: &dyn PortProbe,
+) -> Result<u16, Failure> {
+    let start = base.max(validate::PORT_MIN);
+    (start..=validate::PORT_MAX)
+        .find(|p| !claimed.contains(p) && !probe.in_use(*p))
+        .ok_or_else(|| {
+            Failure::environment(format!(
+                "no free port left between {start} and {}",
+                validate::PORT_MAX
+            ))
+            .hint("release unused reservations (abssctl ports list / ports release) or lower ports.base")
+        })
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

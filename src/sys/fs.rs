@@ -1,8 +1,19 @@
-//! Filesystem access: atomic durable writes, directories with modes, reads.
+//! Filesystem access: atomic durable writes, directories with modes, reads, checksums.
+//!
+//! Every write that replaces a file goes through [`write_atomic`]: a reader (or a crash)
+//! sees either the old content or the new, never a torn file, and the new file never
+//! exists, even briefly, with wider permissions than asked for.
 
 use anyhow::{Context, Result};
-use std::os::unix::fs::DirBuilderExt;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
+
+/// Default mode of directories abssctl creates (owner rwx, group rx).
+pub const DIR_MODE: u32 = 0o750;
+/// Default mode of files abssctl writes (owner rw, group r).
+pub const FILE_MODE: u32 = 0o640;
 
 /// Read a file that may be absent (`None`), with context on any other error.
 pub fn read_optional(path: &Path) -> Result<Option<String>> {
@@ -20,4 +31,144 @@ pub fn create_dir_all_mode(dir: &Path, mode: u32) -> Result<()> {
         .mode(mode)
         .create(dir)
         .with_context(|| format!("creating {}", dir.display()))
+}
+
+/// The directory a path lives in (`.` for a bare file name), for temp files and dir fsync.
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// fsync a directory so a rename or new entry in it survives a power cut.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing directory {}", dir.display()))
+}
+
+/// Replace `path` with `bytes` atomically and durably: temp file in the same directory
+/// (so the rename cannot cross filesystems), mode set before any byte is written, fsync of
+/// the file, rename over the target, fsync of the directory. Missing parent directories are
+/// created with [`DIR_MODE`].
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let dir = parent_of(path);
+    create_dir_all_mode(dir, DIR_MODE)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".abssctl-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let what = || format!("writing {}", path.display());
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .with_context(what)?;
+    tmp.write_all(bytes).with_context(what)?;
+    tmp.as_file().sync_all().with_context(what)?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming a temporary file over {}", path.display()))?;
+    sync_dir(dir)
+}
+
+/// Remove a file; an absent file is not an error (returns whether something was removed).
+pub fn remove_file_if_exists(path: &Path) -> Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
+/// Point the symlink `link` at `target` atomically: a temporary link in the same directory
+/// renamed over `link`, so there is no moment without a link (used for `current`).
+pub fn symlink_atomic(target: &Path, link: &Path) -> Result<()> {
+    let dir = parent_of(link);
+    create_dir_all_mode(dir, DIR_MODE)?;
+    let name = link
+        .file_name()
+        .with_context(|| format!("{} has no file name", link.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.abssctl-{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    remove_file_if_exists(&tmp)?;
+    std::os::unix::fs::symlink(target, &tmp)
+        .with_context(|| format!("creating symlink {}", tmp.display()))?;
+    if let Err(e) = std::fs::rename(&tmp, link) {
+        let err = anyhow::Error::new(e).context(format!("replacing symlink {}", link.display()));
+        return Err(match remove_file_if_exists(&tmp) {
+            Ok(_) => err,
+            Err(c) => err.context(format!("also left {} behind: {c:#}", tmp.display())),
+        });
+    }
+    sync_dir(dir)
+}
+
+/// Lowercase hex SHA-256 of a file's content, streamed (archives can be large).
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn write_atomic_sets_mode_creates_dirs_and_replaces() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("a/b/file.yml");
+        write_atomic(&path, b"one", FILE_MODE).unwrap();
+        write_atomic(&path, b"two", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        let dir_mode = std::fs::metadata(tmp.path().join("a")).unwrap().mode() & 0o777;
+        // The process umask may remove bits, never add them.
+        assert_eq!(dir_mode & !DIR_MODE, 0);
+        // No temporary files are left behind.
+        let names: Vec<_> = std::fs::read_dir(tmp.path().join("a/b"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("file.yml")]);
+    }
+
+    #[test]
+    fn remove_and_symlink_and_sha256() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("f");
+        assert!(!remove_file_if_exists(&f).unwrap());
+        std::fs::write(&f, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&f).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let link = tmp.path().join("current");
+        symlink_atomic(Path::new("v1"), &link).unwrap();
+        symlink_atomic(Path::new("v2"), &link).unwrap();
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("v2"));
+        assert!(remove_file_if_exists(&f).unwrap());
+        assert!(!f.exists());
+    }
+
+    #[test]
+    fn read_optional_distinguishes_absent() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(read_optional(&tmp.path().join("none")).unwrap(), None);
+    }
 }

@@ -9,4 +9,5 @@ pub mod lock;
 pub mod logging;
 pub mod net;
 pub mod privilege;
+pub mod statefile;
 pub mod systemd;
