@@ -6,3 +6,5 @@ pub mod layout;
 pub mod state;
 pub mod txn;
 pub mod validate;
+pub mod versions;
+pub mod vhost;
