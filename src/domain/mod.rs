@@ -2,8 +2,11 @@
 
 pub mod audit;
 pub mod config;
+pub mod instance;
 pub mod layout;
+pub mod render;
 pub mod state;
 pub mod txn;
 pub mod validate;
 pub mod versions;
+pub mod vhost;
