@@ -9,4 +9,3 @@ pub mod state;
 pub mod txn;
 pub mod validate;
 pub mod versions;
-pub mod vhost;
