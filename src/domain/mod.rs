@@ -9,3 +9,4 @@ pub mod state;
 pub mod txn;
 pub mod validate;
 pub mod versions;
+pub mod vhost;

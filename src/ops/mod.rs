@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub mod config_show;
 pub mod ports;
+pub mod vhost;
 
 /// What one running command knows: flags, configuration, layout, and the audit facts it
 /// accumulates (planned actions, lock wait, target).

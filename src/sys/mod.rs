@@ -8,6 +8,8 @@ pub mod fs;
 pub mod lock;
 pub mod logging;
 pub mod net;
+pub mod nginx;
 pub mod privilege;
 pub mod statefile;
 pub mod systemd;
+pub mod tls;

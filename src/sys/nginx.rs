@@ -1,0 +1,360 @@
+//! nginx: put an instance's vhost in place the ADR-031/032 way, and reload.
+//!
+//! The order matters because nginx serves every site on the machine, not only ours:
+//! 1. the new text is written aside (`<file>.new`, fsynced), a changed file is copied to
+//!    `<file>.bak-<op_id>`;
+//! 2. the new file is renamed over the old one and the relative sites-enabled symlink made;
+//! 3. `nginx -t` checks the whole configuration; nothing is reloaded yet, so the running
+//!    nginx keeps serving the previous configuration throughout;
+//! 4. if the test fails, the previous files are put back byte-identical and the test is run
+//!    again (its result is reported, since another site may be what is broken);
+//! 5. only a passing test is followed by a reload, over D-Bus (ReloadUnit, never restart).
+
+use crate::domain::validate::Domain;
+use crate::domain::vhost::{self, NGINX_UNIT};
+use crate::error::Failure;
+use crate::sys::{fs, systemd::Systemd};
+use anyhow::{Context, Result};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Mode of vhost files: nginx config is not secret (ADR-031: 0644 root:root).
+pub const VHOST_MODE: u32 = 0o644;
+/// How long a reload job may take before it is reported as a failure.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A configuration check that passed, with what nginx printed (warnings).
+#[derive(Debug, Clone, Default)]
+pub struct TestPassed {
+    pub output: String,
+}
+
+/// Something that can check the whole nginx configuration (`nginx -t`).
+pub trait ConfigTest {
+    /// Ok with nginx's output when the configuration is valid; a provider [`Failure`]
+    /// carrying nginx's first error line otherwise.
+    fn test(&self) -> Result<TestPassed>;
+}
+
+/// The real `nginx -t`.
+#[derive(Debug, Clone)]
+pub struct NginxCli {
+    program: PathBuf,
+    args: Vec<OsString>,
+}
+
+impl NginxCli {
+    /// `nginx` from PATH, with the machine's own nginx.conf.
+    pub fn from_path() -> Result<Self> {
+        let found = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("nginx"))
+                .find(|p| p.is_file())
+        });
+        match found {
+            Some(program) => Ok(NginxCli {
+                program,
+                args: Vec::new(),
+            }),
+            None => Err(
+                Failure::environment("nginx is not installed (no `nginx` on PATH)")
+                    .hint("install it: apt install nginx")
+                    .into(),
+            ),
+        }
+    }
+
+    /// A given nginx binary with extra arguments before `-t` (e.g. `-c <conf> -p <prefix>`
+    /// for an nginx that does not use the packaged /etc/nginx/nginx.conf).
+    pub fn new(program: impl Into<PathBuf>, args: Vec<OsString>) -> Self {
+        NginxCli {
+            program: program.into(),
+            args,
+        }
+    }
+}
+
+impl ConfigTest for NginxCli {
+    fn test(&self) -> Result<TestPassed> {
+        let out = std::process::Command::new(&self.program)
+            .args(&self.args)
+            .arg("-t")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .with_context(|| format!("running {} -t", self.program.display()))?;
+        // nginx -t reports on stderr; keep stdout too in case a wrapper prints there.
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        if out.status.success() {
+            Ok(TestPassed { output: text })
+        } else {
+            Err(Failure::provider(format!(
+                "nginx rejected the configuration: {}",
+                vhost::first_error_line(&text)
+            ))
+            .hint("run `nginx -t` to see the whole report")
+            .into())
+        }
+    }
+}
+
+/// The three paths of one vhost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VhostPaths {
+    /// sites-available/<file>
+    pub file: PathBuf,
+    /// sites-enabled/<file>
+    pub link: PathBuf,
+    /// What the link points to: ../sites-available/<file>
+    pub link_target: PathBuf,
+}
+
+impl VhostPaths {
+    pub fn new(file: PathBuf, link: PathBuf) -> Self {
+        let link_target = vhost::relative_link_target(&link, &file);
+        VhostPaths {
+            file,
+            link,
+            link_target,
+        }
+    }
+    fn aside(&self, suffix: &str) -> PathBuf {
+        let mut s = self.file.clone().into_os_string();
+        s.push(suffix);
+        PathBuf::from(s)
+    }
+    /// `<file>.new`, where new text waits until it replaces the file.
+    pub fn new_file(&self) -> PathBuf {
+        self.aside(".new")
+    }
+    /// `<file>.bak-<op_id>`, the previous text of a file this operation changed.
+    pub fn backup_file(&self, op_id: &str) -> PathBuf {
+        self.aside(&format!(".bak-{op_id}"))
+    }
+}
+
+/// What the vhost file was before an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileBefore {
+    Absent,
+    Unchanged,
+    /// Its previous bytes are in this backup.
+    Backup(PathBuf),
+}
+
+/// What the sites-enabled entry was before an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkBefore {
+    Absent,
+    Unchanged,
+    Pointed(PathBuf),
+}
+
+/// The record of one change, enough to put everything back.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub paths: VhostPaths,
+    pub file: FileBefore,
+    pub link: LinkBefore,
+}
+
+impl Change {
+    /// True when the files on disk differ from before (a reload is due).
+    pub fn changed(&self) -> bool {
+        self.file != FileBefore::Unchanged || self.link != LinkBefore::Unchanged
+    }
+}
+
+fn link_state(link: &Path) -> Result<Option<PathBuf>> {
+    match std::fs::symlink_metadata(link) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("inspecting {}", link.display())),
+        Ok(m) if m.file_type().is_symlink() => std::fs::read_link(link)
+            .map(Some)
+            .with_context(|| format!("reading symlink {}", link.display())),
+        Ok(_) => Err(Failure::validation(format!(
+            "{} is a regular file, not abssctl's symlink; refusing to replace it",
+            link.display()
+        ))
+        .hint("move that file away (it is not managed by abssctl) and run the command again")
+        .into()),
+    }
+}
+
+fn read_bytes_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn parent(p: &Path) -> &Path {
+    p.parent().unwrap_or(Path::new("."))
+}
+
+/// Put a previous state back (the undo of [`install`] and [`uninstall`]).
+pub fn restore(change: &Change) -> Result<()> {
+    let p = &change.paths;
+    match &change.file {
+        FileBefore::Unchanged => {}
+        FileBefore::Absent => {
+            fs::remove_file_if_exists(&p.file)?;
+        }
+        FileBefore::Backup(bak) => {
+            // A rename brings back the very bytes, mode and owner of the old file.
+            std::fs::rename(bak, &p.file).with_context(|| {
+                format!("restoring {} from {}", p.file.display(), bak.display())
+            })?;
+        }
+    }
+    match &change.link {
+        LinkBefore::Unchanged => {}
+        LinkBefore::Absent => {
+            fs::remove_file_if_exists(&p.link)?;
+        }
+        LinkBefore::Pointed(target) => fs::symlink_atomic(target, &p.link)?,
+    }
+    fs::sync_dir(parent(&p.file))?;
+    fs::sync_dir(parent(&p.link))
+}
+
+/// After a change: test, and on failure restore and test again. Returns the error to raise.
+fn test_or_restore(
+    change: &Change,
+    tester: &dyn ConfigTest,
+    domain: Option<&Domain>,
+) -> Result<()> {
+    let failure = match tester.test() {
+        Ok(passed) => match domain.and_then(|d| vhost::conflicting_name_warning(&passed.output, d)) {
+            None => return Ok(()),
+            Some(line) => anyhow::Error::from(
+                Failure::provider(format!(
+                    "another nginx site already serves this domain, so nginx would ignore this vhost: {line}"
+                ))
+                .hint("remove or rename the other site's server_name, or pick another domain"),
+            ),
+        },
+        Err(e) => e,
+    };
+    if let Err(e) = restore(change) {
+        return Err(failure.context(format!(
+            "and restoring the previous files failed ({e:#}); fix {} by hand",
+            change.paths.file.display()
+        )));
+    }
+    match tester.test() {
+        Ok(_) => Err(failure.context("previous vhost files restored; nginx was not reloaded")),
+        Err(again) => Err(failure.context(format!(
+            "previous vhost files restored, but the restored configuration fails too ({}); nginx was not reloaded",
+            crate::error::classify(&again).1
+        ))),
+    }
+}
+
+/// Write `content` as the vhost and enable it; `nginx -t` must pass, else everything is put
+/// back and a provider error carries nginx's first error line. Identical content and link:
+/// nothing is touched (idempotent).
+pub fn install(
+    paths: &VhostPaths,
+    content: &str,
+    op_id: &str,
+    tester: &dyn ConfigTest,
+    domain: &Domain,
+) -> Result<Change> {
+    let old = read_bytes_optional(&paths.file)?;
+    let old_link = link_state(&paths.link)?;
+    let same_file = old.as_deref() == Some(content.as_bytes());
+    let same_link = old_link.as_deref() == Some(paths.link_target.as_path());
+    let mut change = Change {
+        paths: paths.clone(),
+        file: FileBefore::Unchanged,
+        link: LinkBefore::Unchanged,
+    };
+    if same_file && same_link {
+        return Ok(change);
+    }
+    if !same_file {
+        let new = paths.new_file();
+        fs::write_atomic(&new, content.as_bytes(), VHOST_MODE)?;
+        change.file = match old {
+            None => FileBefore::Absent,
+            Some(_) => {
+                let bak = paths.backup_file(op_id);
+                if let Err(e) = std::fs::copy(&paths.file, &bak).with_context(|| {
+                    format!("backing up {} to {}", paths.file.display(), bak.display())
+                }) {
+                    fs::remove_file_if_exists(&new)?;
+                    return Err(e);
+                }
+                FileBefore::Backup(bak)
+            }
+        };
+        std::fs::rename(&new, &paths.file)
+            .with_context(|| format!("renaming {} over {}", new.display(), paths.file.display()))?;
+        fs::sync_dir(parent(&paths.file))?;
+    }
+    if !same_link {
+        change.link = match old_link {
+            None => LinkBefore::Absent,
+            Some(t) => LinkBefore::Pointed(t),
+        };
+        if let Err(e) = fs::symlink_atomic(&paths.link_target, &paths.link) {
+            return Err(match restore(&change) {
+                Ok(()) => e,
+                Err(r) => e.context(format!("and restoring failed: {r:#}")),
+            });
+        }
+    }
+    test_or_restore(&change, tester, Some(domain))?;
+    Ok(change)
+}
+
+/// Disable and remove the vhost (its text kept as `<file>.bak-<op_id>` until the undo or
+/// for the operator). Absent files: nothing to do.
+pub fn uninstall(paths: &VhostPaths, op_id: &str, tester: &dyn ConfigTest) -> Result<Change> {
+    let old_link = link_state(&paths.link)?;
+    let mut change = Change {
+        paths: paths.clone(),
+        file: FileBefore::Unchanged,
+        link: LinkBefore::Unchanged,
+    };
+    if let Some(t) = old_link {
+        fs::remove_file_if_exists(&paths.link)?;
+        change.link = LinkBefore::Pointed(t);
+    }
+    if paths.file.exists() {
+        let bak = paths.backup_file(op_id);
+        std::fs::rename(&paths.file, &bak)
+            .with_context(|| format!("moving {} to {}", paths.file.display(), bak.display()))?;
+        change.file = FileBefore::Backup(bak);
+    }
+    if !change.changed() {
+        return Ok(change);
+    }
+    fs::sync_dir(parent(&paths.file))?;
+    fs::sync_dir(parent(&paths.link))?;
+    test_or_restore(&change, tester, None)?;
+    Ok(change)
+}
+
+/// Reload nginx over D-Bus. A stopped nginx is left stopped (it reads the files when it
+/// starts); returns whether a reload happened.
+pub fn reload(systemd: &dyn Systemd) -> Result<bool> {
+    let status = systemd.unit_status(&[NGINX_UNIT.to_string()])?;
+    let active = status
+        .first()
+        .is_some_and(|s| s.active_state == "active" || s.active_state == "reloading");
+    if !active {
+        tracing::warn!("{NGINX_UNIT} is not running; the vhost takes effect when it starts");
+        return Ok(false);
+    }
+    systemd
+        .reload_unit(NGINX_UNIT, RELOAD_TIMEOUT)
+        .with_context(|| format!("reloading {NGINX_UNIT}"))?;
+    Ok(true)
+}
