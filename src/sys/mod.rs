@@ -3,11 +3,13 @@
 //! (so `ops` can be tested with recording fakes).
 
 pub mod audit;
+pub mod build;
 pub mod env;
 pub mod fs;
 pub mod lock;
 pub mod logging;
 pub mod net;
+pub mod npm;
 pub mod nginx;
 pub mod privilege;
 pub mod statefile;
