@@ -46,11 +46,13 @@ impl<'de> Deserialize<'de> for VersionBinding {
         if s == "current" {
             return Ok(VersionBinding::Current);
         }
-        semver::Version::parse(&s).map(VersionBinding::Exact).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "version_binding '{s}' is neither 'current' nor a version X.Y.Z"
-            ))
-        })
+        semver::Version::parse(&s)
+            .map(VersionBinding::Exact)
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "version_binding '{s}' is neither 'current' nor a version X.Y.Z"
+                ))
+            })
     }
 }
 
@@ -142,19 +144,41 @@ const BROKEN_HINT: &str = "fix the file by hand (or restore it from a backup); a
 
 /// A validation failure pointing at a file and (when known) a line.
 fn file_error(path: &Path, line: Option<u64>, msg: impl fmt::Display) -> Failure {
-    let at = match line {
-        Some(l) => format!("{} line {l}", path.display()),
-        None => path.display().to_string(),
+    file_error_at(path, line, None, msg)
+}
+
+fn file_error_at(
+    path: &Path,
+    line: Option<u64>,
+    column: Option<u64>,
+    msg: impl fmt::Display,
+) -> Failure {
+    let at = match (line, column) {
+        (Some(l), Some(c)) => format!("{} line {l} column {c}", path.display()),
+        (Some(l), None) => format!("{} line {l}", path.display()),
+        _ => path.display().to_string(),
     };
     Failure::validation(format!("invalid registry file {at}: {msg}")).hint(BROKEN_HINT)
 }
 
 fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> Failure {
-    let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
-    // serde-saphyr's own text repeats the position; keep only its first line (the reason).
-    let text = e.to_string();
-    let reason = text.lines().next().unwrap_or("unreadable YAML");
-    file_error(path, line, reason)
+    let loc = e.location().filter(|l| l.line() > 0);
+    // serde-saphyr's text carries the position as a prefix or a suffix ("... at line L,
+    // column C"); the position is ours to place, so keep only the reason.
+    let text = e.without_snippet().to_string();
+    let first = text.lines().next().unwrap_or("unreadable YAML");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let reason = match first.split_once(": ") {
+        Some((pos, rest)) if pos.starts_with("line ") => rest,
+        _ => first,
+    };
+    let reason = match reason.rfind(" at line ") {
+        Some(i) => &reason[..i],
+        None => reason,
+    };
+    let line = loc.map(|l| l.line());
+    let column = loc.map(|l| l.column()).filter(|c| *c > 0);
+    file_error_at(path, line, column, reason)
 }
 
 /// 1-based line of the `nth` (0-based) line containing `needle`, to point at a semantic
@@ -171,7 +195,11 @@ fn line_of(text: &str, needle: &str, nth: usize) -> Option<u64> {
 /// upconvert (add an arm `n => upconvert_vn(parse_vn(text))`).
 fn parse_versioned<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, Failure> {
     if text.trim().is_empty() {
-        return Err(file_error(path, None, "the file is empty (expected schema_version: 1)"));
+        return Err(file_error(
+            path,
+            None,
+            "the file is empty (expected schema_version: 1)",
+        ));
     }
     let header: Header = serde_saphyr::from_str(text).map_err(|e| yaml_error(path, &e))?;
     match header.schema_version {
@@ -286,7 +314,10 @@ impl State {
 
     /// Ports reserved for `instance`, in file order.
     pub fn ports_of(&self, instance: &str) -> Vec<&PortReservation> {
-        self.ports.iter().filter(|r| r.instance == instance).collect()
+        self.ports
+            .iter()
+            .filter(|r| r.instance == instance)
+            .collect()
     }
 
     /// Every port the registry claims: reservations plus the ports instances record
@@ -356,7 +387,9 @@ impl State {
             return Err(Failure::validation(format!(
                 "instance '{instance}' exists and uses its port"
             ))
-            .hint(format!("delete the instance instead: abssctl instance delete {instance}")));
+            .hint(format!(
+                "delete the instance instead: abssctl instance delete {instance}"
+            )));
         }
         let (gone, kept): (Vec<_>, Vec<_>) =
             self.ports.drain(..).partition(|r| r.instance == instance);

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 use super::*;
 use crate::error::Kind;
 use std::collections::HashSet;
@@ -88,12 +89,25 @@ instances:
 
 #[test]
 fn unknown_field_names_file_and_line() {
-    let text = PORTS.replace("    instance: budget\n", "    instance: budget\n    colour: red\n");
+    let text = PORTS.replace(
+        "    instance: budget\n",
+        "    instance: budget\n    colour: red\n",
+    );
     let err = parse_ports(Path::new("/r/ports.yml"), Some(&text)).unwrap_err();
     assert_eq!(err.kind, Kind::Validation);
-    eprintln!("MSG {}", err.message);
-    assert!(err.message.contains("/r/ports.yml line 5"), "{}", err.message);
-    assert!(err.message.contains("colour"), "{}", err.message);
+    assert!(
+        err.message.contains("/r/ports.yml line 5"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message
+            .contains("line 5 column 5: unknown field `colour`"),
+        "{}",
+        err.message
+    );
+    // The position is stated once, not repeated by the YAML library's own text.
+    assert_eq!(err.message.matches("line").count(), 1, "{}", err.message);
     assert!(err.hint.unwrap().contains("never rewrites"));
 }
 
@@ -102,7 +116,6 @@ fn bad_yaml_and_bad_binding_are_validation_errors() {
     let p = Path::new("/r/x.yml");
     for text in ["schema_version: 1\nports: [\n", "", "ports: []\n", "- 1\n"] {
         let err = parse_ports(p, Some(text)).unwrap_err();
-        eprintln!("MSG {}", err.message);
         assert_eq!(err.kind, Kind::Validation, "{text:?}");
         assert!(err.message.contains("/r/x.yml"), "{}", err.message);
     }
@@ -124,9 +137,15 @@ fn schema_versions_newer_and_unknown() {
 #[test]
 fn semantic_errors_point_at_the_entry() {
     let p = Path::new("/r/ports.yml");
-    let dup = format!("{PORTS}  - port: 5000\n    instance: other\n    reserved_at: 2026-11-26T08:00:00Z\n");
+    let dup = format!(
+        "{PORTS}  - port: 5000\n    instance: other\n    reserved_at: 2026-11-26T08:00:00Z\n"
+    );
     let err = parse_ports(p, Some(&dup)).unwrap_err();
-    assert!(err.message.contains("line 6") && err.message.contains("twice"), "{}", err.message);
+    assert!(
+        err.message.contains("line 6") && err.message.contains("twice"),
+        "{}",
+        err.message
+    );
     let low = PORTS.replace("5000", "80");
     let err = parse_ports(p, Some(&low)).unwrap_err();
     assert!(err.message.contains("line 3"), "{}", err.message);
@@ -181,16 +200,26 @@ fn explicit_port_conflicts() {
         instances: vec![],
         ports: parse_ports(Path::new("/p"), Some(PORTS)).unwrap(),
     };
-    let err = s.reserve("x", Some(5000), 5000, &free(), now()).unwrap_err();
+    let err = s
+        .reserve("x", Some(5000), 5000, &free(), now())
+        .unwrap_err();
     assert_eq!(err.kind, Kind::Validation);
     assert!(err.message.contains("budget"));
-    let err = s.reserve("x", Some(5005), 5000, &Busy([5005].into()), now()).unwrap_err();
+    let err = s
+        .reserve("x", Some(5005), 5000, &Busy([5005].into()), now())
+        .unwrap_err();
     assert_eq!(err.kind, Kind::Environment);
     assert!(err.message.contains("pid 7 (nginx)"), "{}", err.message);
-    assert_eq!(s.reserve("x", Some(80), 5000, &free(), now()).unwrap_err().kind, Kind::Validation);
+    assert_eq!(
+        s.reserve("x", Some(80), 5000, &free(), now())
+            .unwrap_err()
+            .kind,
+        Kind::Validation
+    );
     // A second, dedicated port for the same instance is allowed.
     assert!(matches!(
-        s.reserve("budget", Some(5443), 5000, &free(), now()).unwrap(),
+        s.reserve("budget", Some(5443), 5000, &free(), now())
+            .unwrap(),
         Reserved::New(_)
     ));
     assert_eq!(s.ports_of("budget").len(), 2);
@@ -202,7 +231,8 @@ fn release_drops_all_reservations_of_an_instance() {
         instances: vec![],
         ports: parse_ports(Path::new("/p"), Some(PORTS)).unwrap(),
     };
-    s.reserve("budget", Some(5443), 5000, &free(), now()).unwrap();
+    s.reserve("budget", Some(5443), 5000, &free(), now())
+        .unwrap();
     assert_eq!(s.release("budget").unwrap().len(), 2);
     assert!(s.ports.is_empty());
     assert_eq!(s.release("budget").unwrap_err().kind, Kind::Validation);

@@ -3,7 +3,7 @@
 
 use crate::domain::audit::Target;
 use crate::domain::state::{PortReservation, Reserved, State};
-use crate::domain::txn::{self, PlannedAction, Plan};
+use crate::domain::txn::{self, Plan, PlannedAction};
 use crate::domain::validate;
 use crate::ops::Ctx;
 use crate::sys::lock::LockGuard;
@@ -94,7 +94,10 @@ pub fn reserve(ctx: &mut Ctx, instance: &str, port: Option<u16>) -> Result<Reser
     let before = State::load(&ctx.layout)?;
     let mut after = before.clone();
     let probe = SystemPorts::snapshot();
-    let now = time::OffsetDateTime::now_utc();
+    // Whole seconds: the registry is read by people, sub-second precision helps no one.
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .context("internal: clock")?;
     let base = ctx.cfg().ports_base;
     let (r, changed) = match after.reserve(instance, port, base, &probe, now)? {
         Reserved::Existing(r) => (r, false),

@@ -125,6 +125,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;

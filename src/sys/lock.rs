@@ -160,6 +160,7 @@ fn timeout_error(path: &Path, file: &mut File, timeout: Duration) -> Failure {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 mod tests {
     use super::*;
 
@@ -180,7 +181,10 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(100));
         let (kind, msg, hint) = crate::error::classify(&err);
         assert_eq!(kind, crate::error::Kind::Environment);
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         assert!(msg.contains("(ports reserve)"), "{msg}");
         assert!(hint.unwrap().contains("--lock-timeout"));
 

@@ -102,6 +102,7 @@ impl PortProbe for SystemPorts {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 mod tests {
     use super::*;
 
@@ -124,7 +125,10 @@ mod tests {
         let probe = SystemPorts::snapshot();
         assert!(probe.in_use(port));
         let holder = probe.holder(port).unwrap();
-        assert!(holder.contains(&format!("pid {}", std::process::id())), "{holder}");
+        assert!(
+            holder.contains(&format!("pid {}", std::process::id())),
+            "{holder}"
+        );
         drop(l);
         assert!(!SystemPorts::snapshot().in_use(port));
     }

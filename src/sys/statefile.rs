@@ -44,7 +44,8 @@ impl State {
         })
     }
 
-    /// Write both files atomically and durably, each only if its content changed.
+    /// Write both files atomically and durably, each only if its data changed (so a
+    /// hand-formatted instances.yml is left alone by a port reservation).
     pub fn save(&self, layout: &Layout, guard: &LockGuard) -> Result<()> {
         if guard.path() != layout.global_lock() {
             bail!(
@@ -52,19 +53,23 @@ impl State {
                 guard.path().display()
             );
         }
-        for (path, text) in [
-            (&layout.instances_file, self.render_instances()),
-            (&layout.ports_file, self.render_ports()),
-        ] {
-            if read(path)?.as_deref() != Some(text.as_str()) {
-                write_atomic(path, text.as_bytes(), FILE_MODE)?;
-            }
+        // Re-parsed with `?`: a file broken by hand since the load is refused, not replaced.
+        let path = &layout.instances_file;
+        let text = read(path)?;
+        if text.is_none() || state::parse_instances(path, text.as_deref())? != self.instances {
+            write_atomic(path, self.render_instances().as_bytes(), FILE_MODE)?;
+        }
+        let path = &layout.ports_file;
+        let text = read(path)?;
+        if text.is_none() || state::parse_ports(path, text.as_deref())? != self.ports {
+            write_atomic(path, self.render_ports().as_bytes(), FILE_MODE)?;
         }
         Ok(())
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 mod tests {
     use super::*;
     use crate::domain::config::Config;
@@ -96,5 +101,27 @@ mod tests {
         let (global, _) = crate::sys::lock::acquire(&l.global_lock(), Duration::ZERO, "t").unwrap();
         s.save(&l, &global).unwrap();
         assert_eq!(State::load(&l).unwrap(), s);
+    }
+
+    #[test]
+    fn save_leaves_unchanged_files_alone_and_refuses_to_replace_a_broken_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let l = layout(tmp.path());
+        let hand = "# kept by hand\nschema_version: 1\ninstances: []\n";
+        write_atomic(&l.instances_file, hand.as_bytes(), FILE_MODE).unwrap();
+        let (global, _) = crate::sys::lock::acquire(&l.global_lock(), Duration::ZERO, "t").unwrap();
+        let s = State::load(&l).unwrap();
+        s.save(&l, &global).unwrap();
+        assert_eq!(std::fs::read_to_string(&l.instances_file).unwrap(), hand);
+        assert!(l.ports_file.exists());
+
+        let broken = "schema_version: 1\nports: [\n";
+        std::fs::write(&l.ports_file, broken).unwrap();
+        let err = s.save(&l, &global).unwrap_err();
+        assert_eq!(
+            crate::error::classify(&err).0,
+            crate::error::Kind::Validation
+        );
+        assert_eq!(std::fs::read_to_string(&l.ports_file).unwrap(), broken);
     }
 }
