@@ -225,3 +225,41 @@ fn a_held_lock_times_out_naming_the_holder() {
         .assert()
         .success();
 }
+
+#[test]
+fn listing_works_unprivileged_and_reserving_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let path = registry(root).join("ports.yml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, fixture("ports-valid.yml")).unwrap();
+    // Let "nobody" through the temp tree (the real registry's readers are root + group).
+    let mut dir = path.clone();
+    while dir.pop() && dir.starts_with(root) {
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("ABSSCTL_ROOT", root)
+            .output()
+            .unwrap()
+    };
+    let out = as_nobody(&["ports", "list", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ports"][0]["instance"], "budget");
+    let out = as_nobody(&["ports", "reserve", "other"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(!root.join("run/abssctl/locks").exists());
+}

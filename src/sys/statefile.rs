@@ -20,7 +20,7 @@ fn read(path: &Path) -> Result<Option<String>> {
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Failure::environment(
             format!("cannot read {}: permission denied", path.display()),
         )
-        .hint("run the command as root (sudo), or as a member of the abssctl files' group")
+        .hint("run it as root (sudo): the registry is readable by root and its group only")
         .into()),
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(Failure::validation(
             format!("invalid registry file {}: it is not UTF-8 text", path.display()),
