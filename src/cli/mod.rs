@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 pub mod config;
+pub mod instance;
 pub mod output;
 pub mod ports;
 
@@ -59,6 +60,11 @@ pub enum Command {
     /// List and reserve service ports.
     #[command(subcommand)]
     Ports(ports::PortsCmd),
+    /// Create, run and change Actual instances (systemd service + nginx vhost each).
+    #[command(subcommand)]
+    Instance(instance::InstanceCmd),
+    #[command(flatten)]
+    InstanceShortcut(instance::Shortcut),
 }
 
 impl Command {
@@ -67,6 +73,8 @@ impl Command {
         match self {
             Command::Config(c) => format!("config {}", c.name()),
             Command::Ports(c) => format!("ports {}", c.name()),
+            Command::Instance(c) => format!("instance {}", c.name()),
+            Command::InstanceShortcut(c) => format!("instance {}", c.name()),
         }
     }
 }
@@ -82,5 +90,7 @@ pub fn dispatch(ctx: &mut crate::ops::Ctx, command: &Command) -> anyhow::Result<
     match command {
         Command::Config(c) => config::run(ctx, c),
         Command::Ports(c) => ports::run(ctx, c),
+        Command::Instance(c) => instance::run(ctx, c),
+        Command::InstanceShortcut(c) => instance::run_shortcut(ctx, c),
     }
 }

@@ -81,6 +81,16 @@ pub fn dropin_context(input: &DropinInput) -> Result<tera::Context, Failure> {
     Ok(ctx)
 }
 
+/// The `Environment=` settings of a rendered drop-in, in order (for `instance env`).
+pub fn env_of(dropin: &str) -> Vec<(String, String)> {
+    dropin
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.replace("%%", "%")))
+        .collect()
+}
+
 /// The HTTPS address users open.
 pub fn url(domain: &str, https_port: Option<u16>) -> String {
     match https_port {
@@ -119,6 +129,7 @@ pub fn startup(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 mod tests {
     use super::*;
 
@@ -158,6 +169,9 @@ mod tests {
             );
         }
         assert!(text.ends_with('\n'));
+        let env = env_of(&text);
+        assert_eq!(env[0], ("ACTUAL_PORT".to_string(), "5000".to_string()));
+        assert_eq!(env.len(), 9);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub mod config_show;
+pub mod instance;
 pub mod ports;
 pub mod vhost;
 

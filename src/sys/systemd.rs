@@ -479,7 +479,62 @@ impl Systemd for DbusSystemd {
     }
 }
 
+/// Connects on first use: dry runs, and reads with nothing to ask systemd, never need a
+/// bus (so they also work where systemd is absent, e.g. while preparing an image).
+#[derive(Debug, Default)]
+pub struct LazySystemd {
+    inner: std::cell::OnceCell<DbusSystemd>,
+}
+
+impl LazySystemd {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn get(&self) -> Result<&DbusSystemd> {
+        if let Some(s) = self.inner.get() {
+            return Ok(s);
+        }
+        let s = DbusSystemd::connect()?;
+        Ok(self.inner.get_or_init(|| s))
+    }
+}
+
+impl Systemd for LazySystemd {
+    fn daemon_reload(&self) -> Result<()> {
+        self.get()?.daemon_reload()
+    }
+    fn enable_units(&self, units: &[String]) -> Result<()> {
+        self.get()?.enable_units(units)
+    }
+    fn disable_units(&self, units: &[String]) -> Result<()> {
+        self.get()?.disable_units(units)
+    }
+    fn start_unit(&self, unit: &str, timeout: Duration) -> Result<()> {
+        self.get()?.start_unit(unit, timeout)
+    }
+    fn stop_unit(&self, unit: &str, timeout: Duration) -> Result<()> {
+        self.get()?.stop_unit(unit, timeout)
+    }
+    fn restart_unit(&self, unit: &str, timeout: Duration) -> Result<()> {
+        self.get()?.restart_unit(unit, timeout)
+    }
+    fn reload_unit(&self, unit: &str, timeout: Duration) -> Result<()> {
+        self.get()?.reload_unit(unit, timeout)
+    }
+    fn unit_status(&self, units: &[String]) -> Result<Vec<UnitStatus>> {
+        if units.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.get()?.unit_status(units)
+    }
+    fn run_transient(&self, spec: &TransientSpec) -> Result<TransientOutcome> {
+        self.get()?.run_transient(spec)
+    }
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 mod tests {
     use super::*;
 

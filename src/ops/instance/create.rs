@@ -1,0 +1,305 @@
+//! `instance create`: from a name and a domain to a healthy server behind HTTPS, in one
+//! transaction (any failure undoes every step already applied).
+
+use super::{
+    Locks, Resolved, begin, resolve_version, step_dropin, step_save_state, step_start_healthy,
+};
+use crate::domain::instance as inst;
+use crate::domain::layout::Layout;
+use crate::domain::state::{InstanceEntry, Reserved, VersionBinding};
+use crate::domain::txn::{self, Plan, PlannedAction};
+use crate::domain::validate::{self, VersionSpec};
+use crate::error::{self, Failure};
+use crate::ops::Ctx;
+use crate::ops::vhost::{self, Providers, VhostRequest, VhostSummary};
+use crate::sys;
+use crate::sys::systemd::{LazySystemd, Systemd};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the server password comes from (never from the command line: it would be in
+/// the process list and shell history).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    File(PathBuf),
+    Stdin,
+}
+
+/// What `instance create` was asked.
+#[derive(Debug, Clone)]
+pub struct CreateArgs {
+    pub name: String,
+    pub domain: String,
+    pub port: Option<u16>,
+    pub version: Option<String>,
+    pub https_port: Option<u16>,
+    pub password: Option<PasswordSource>,
+}
+
+/// `instance create --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateResult {
+    pub name: String,
+    pub domain: String,
+    pub url: String,
+    pub port: u16,
+    pub version: String,
+    pub version_binding: VersionBinding,
+    pub unit: String,
+    pub data_dir: PathBuf,
+    /// false when the instance already existed as asked (idempotent re-run).
+    pub changed: bool,
+    pub dry_run: bool,
+    /// Time from the start job to the first healthy answer.
+    pub healthy_after_ms: Option<u64>,
+    pub password_set: bool,
+    pub vhost: Option<VhostSummary>,
+    pub warnings: Vec<String>,
+    pub planned_actions: Vec<PlannedAction>,
+}
+
+/// Set the server password once, through the running server's own API.
+fn bootstrap(port: u16, password: &str) -> Result<Option<String>> {
+    let body = serde_json::json!({ "password": password }).to_string();
+    let r = sys::http::post_json(port, "/account/bootstrap", &body, Duration::from_secs(10))
+        .context("setting the server password")?;
+    if r.status == 200 {
+        return Ok(None);
+    }
+    if r.body.contains("already-bootstrapped") {
+        return Ok(Some(
+            "the server password was already set; it was left unchanged".into(),
+        ));
+    }
+    Err(error::provider(format!(
+        "the server refused the password (HTTP {}: {})",
+        r.status,
+        r.body.chars().take(200).collect::<String>()
+    )))
+}
+
+/// The directories: `<instance_root>/<name>` (root, group of the service user, 0750) and
+/// its `data` (service user, 0700). Undo removes only what this run created.
+fn step_dirs<'a>(plan: &mut Plan<'a>, layout: &Layout, name: &str, user: String) {
+    let root = layout.instance_root.clone();
+    let dir = layout.instance_dir(name);
+    let data = layout.data_dir(name);
+    plan.step(
+        "instance_dirs",
+        format!(
+            "create {} (0750) and {} (0700, owned by {user})",
+            dir.display(),
+            data.display()
+        ),
+        move || {
+            let (uid, gid) = sys::instdir::service_ids(&user)?;
+            sys::fs::create_dir_all_mode(&root, 0o755)?;
+            let made_dir = sys::instdir::ensure_dir(&dir, inst::INSTANCE_DIR_MODE, Some((0, gid)))?;
+            let made_data = sys::instdir::ensure_dir(&data, inst::DATA_DIR_MODE, Some((uid, gid)))?;
+            txn::undo(move || {
+                if made_data {
+                    sys::instdir::remove_tree(&data)?;
+                }
+                if made_dir {
+                    sys::instdir::remove_empty_dir(&dir)?;
+                }
+                Ok(())
+            })
+        },
+    );
+}
+
+/// Create an instance (see the module doc).
+pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
+    let domain = validate::domain(&args.domain)?;
+    if let Some(p) = args.port {
+        validate::port(i64::from(p))?;
+    }
+    if let Some(p) = args.https_port {
+        crate::domain::vhost::check_https_port(p)?;
+    }
+    let binding =
+        match args.version.as_deref().map(validate::version).transpose()? {
+            None | Some(VersionSpec::Current) => VersionBinding::Current,
+            Some(VersionSpec::Exact(v)) => VersionBinding::Exact(v),
+            Some(VersionSpec::Latest) => {
+                return Err(Failure::validation("--version latest is not an installed version")
+                .hint("give an installed version X.Y.Z, or omit --version to follow 'current'")
+                .into());
+            }
+        };
+    let (name, locks): (_, Locks) = begin(ctx, &args.name)?;
+    let name_s = name.as_str().to_string();
+    let before = crate::domain::state::State::load(&ctx.layout)?;
+    let unit = Layout::unit_name(&name_s);
+
+    if let Some(other) = before
+        .instances
+        .iter()
+        .find(|i| i.domain == domain.as_str() && i.name != name_s)
+    {
+        return Err(Failure::validation(format!(
+            "domain {} is already used by instance '{}'",
+            domain.as_str(),
+            other.name
+        ))
+        .hint("give each instance its own domain")
+        .into());
+    }
+    if let Some(existing) = before.instances.iter().find(|i| i.name == name_s) {
+        let same = existing.domain == domain.as_str()
+            && args.port.is_none_or(|p| p == existing.port)
+            && (args.version.is_none() || existing.version_binding == binding);
+        if !same {
+            return Err(Failure::validation(format!(
+                "instance '{name_s}' already exists with other settings (domain {}, port {})",
+                existing.domain, existing.port
+            ))
+            .hint(format!(
+                "change it with abssctl instance set-domain/set-port/set-version {name_s}, or pick another name"
+            ))
+            .into());
+        }
+    }
+    if let Some(existing) = before.instances.iter().find(|i| i.name == name_s) {
+        // Asked for what is already there: nothing to do (create is idempotent).
+        let resolved = resolve_version(&ctx.layout, &existing.version_binding)?;
+        return Ok(CreateResult {
+            url: inst::url(&existing.domain, existing.https_port),
+            name: name_s,
+            domain: existing.domain.clone(),
+            port: existing.port,
+            version: resolved.version,
+            version_binding: existing.version_binding.clone(),
+            unit,
+            data_dir: existing.data_dir.clone(),
+            changed: false,
+            dry_run: ctx.globals.dry_run,
+            healthy_after_ms: None,
+            password_set: false,
+            vhost: None,
+            warnings: Vec::new(),
+            planned_actions: Vec::new(),
+        });
+    }
+
+    // With no version installed, install the newest compatible one first (the versions
+    // commands own how). CALL SEAM: ops::version::install is not in the tree yet.
+    let resolved: Resolved = resolve_version(&ctx.layout, &binding)?;
+
+    let mut after = before.clone();
+    let now = time::OffsetDateTime::now_utc();
+    let probe = sys::net::SystemPorts::snapshot();
+    let port = match after.reserve(&name_s, args.port, ctx.cfg().ports_base, &probe, now)? {
+        Reserved::New(r) | Reserved::Existing(r) => r.port,
+    };
+    if let Some(hp) = args.https_port {
+        after.reserve(&name_s, Some(hp), ctx.cfg().ports_base, &probe, now)?;
+    }
+    let entry = InstanceEntry {
+        name: name_s.clone(),
+        domain: domain.as_str().to_string(),
+        port,
+        version_binding: binding.clone(),
+        data_dir: ctx.layout.data_dir(&name_s),
+        created_at: now,
+        last_changed: now,
+        notes: String::new(),
+        tls_source: None,
+        tls_cert: None,
+        tls_key: None,
+        https_port: args.https_port,
+    };
+    after.instances.push(entry.clone());
+    let dropin = render_checked(&ctx.layout, &entry, &resolved)?;
+    let password = match &args.password {
+        Some(PasswordSource::File(p)) => Some(sys::secret::from_file(p)?),
+        Some(PasswordSource::Stdin) => Some(sys::secret::from_stdin()?),
+        None => None,
+    };
+
+    let sd = LazySystemd::new();
+    let nginx = super::LazyNginx::default();
+    let prov = Providers {
+        systemd: &sd,
+        nginx: &nginx,
+    };
+    let layout = ctx.layout.clone();
+    let healthy = std::cell::Cell::new(None);
+    let warning = std::cell::RefCell::new(None);
+    let mut plan = Plan::new();
+    step_save_state(
+        &mut plan,
+        &layout,
+        &locks,
+        &before,
+        &after,
+        format!(
+            "register '{name_s}' on port {port} in {}",
+            layout.instances_file.display()
+        ),
+    );
+    step_dirs(&mut plan, &layout, &name_s, ctx.cfg().service_user.clone());
+    step_dropin(
+        &mut plan,
+        &sd,
+        inst::dropin_path(&layout, &name_s),
+        Some(dropin),
+    );
+    let unit_list = vec![unit.clone()];
+    let sdr: &dyn Systemd = &sd;
+    plan.step("unit_enable", format!("enable {unit}"), move || {
+        sdr.enable_units(&unit_list)?;
+        txn::undo(move || sdr.disable_units(&unit_list))
+    });
+    step_start_healthy(&mut plan, &sd, unit.clone(), port, false, Some(&healthy));
+    if let Some(pw) = password.as_deref() {
+        let warning = &warning;
+        plan.step(
+            "server_password",
+            "set the server password (POST /account/bootstrap)",
+            move || {
+                *warning.borrow_mut() = bootstrap(port, pw)?;
+                txn::no_undo()
+            },
+        );
+    }
+    let req = VhostRequest {
+        name: name.clone(),
+        domain: domain.clone(),
+        port,
+        https_port: args.https_port,
+        custom_tls: None,
+    };
+    let vhost_summary = vhost::plan_apply(ctx, &req, prov, &mut plan)?;
+    let planned = plan.planned_actions();
+    ctx.record_plan(planned.clone());
+    let dry_run = ctx.globals.dry_run;
+    plan.run(dry_run)?;
+    let warnings: Vec<String> = warning.into_inner().into_iter().collect();
+    ctx.op.warnings.extend(warnings.clone());
+    Ok(CreateResult {
+        url: inst::url(domain.as_str(), args.https_port),
+        name: name_s,
+        domain: domain.as_str().to_string(),
+        port,
+        version: resolved.version,
+        version_binding: entry.version_binding,
+        unit,
+        data_dir: entry.data_dir,
+        changed: !dry_run,
+        dry_run,
+        healthy_after_ms: healthy.get().map(|d| d.as_millis() as u64),
+        password_set: password.is_some() && !dry_run,
+        vhost: Some(vhost_summary),
+        warnings,
+        planned_actions: planned,
+    })
+}
+
+/// Render the drop-in now, so a broken operator template fails before any change.
+fn render_checked(layout: &Layout, entry: &InstanceEntry, v: &Resolved) -> Result<String> {
+    super::render_dropin(layout, entry, v)
+}

@@ -1,0 +1,337 @@
+//! Instance use cases: create, lifecycle (start/stop/…/delete, set-*), queries (list, show,
+//! status, env, logs). Shared here: locks, version resolution, the drop-in and registry
+//! steps, and waiting for a started server to answer.
+
+use crate::domain::audit::Target;
+use crate::domain::instance::{self as inst, Startup};
+use crate::domain::layout::Layout;
+use crate::domain::render;
+use crate::domain::state::{InstanceEntry, State, VersionBinding};
+use crate::domain::txn::{self, Plan};
+use crate::domain::validate::{self, InstanceName};
+use crate::domain::versions;
+use crate::error::Failure;
+use crate::ops::Ctx;
+use crate::sys;
+use crate::sys::lock::LockGuard;
+use crate::sys::nginx::{ConfigTest, NginxCli, TestPassed};
+use crate::sys::systemd::Systemd;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub mod create;
+pub mod lifecycle;
+pub mod query;
+
+/// How long a start/stop/restart job may take (Node starts in ~2 s; a slow disk or a
+/// first migration after an upgrade can take longer).
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a started server has to answer GET /health.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+/// One health probe (loopback: anything slower is a hung server).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Journal lines shown when an instance does not come up.
+const JOURNAL_TAIL: usize = 12;
+
+/// `nginx -t` found on first use, so commands that never touch nginx (and dry runs) work
+/// on a machine without it.
+#[derive(Debug, Default)]
+pub struct LazyNginx(std::cell::OnceCell<NginxCli>);
+
+impl ConfigTest for LazyNginx {
+    fn test(&self) -> Result<TestPassed> {
+        if let Some(n) = self.0.get() {
+            return n.test();
+        }
+        let n = NginxCli::from_path()?;
+        self.0.get_or_init(|| n).test()
+    }
+}
+
+/// The locks of a mutation on one instance (global, then the instance). A dry run takes
+/// none: it writes nothing.
+pub type Locks = Option<(LockGuard, LockGuard)>;
+
+/// Root check, name check, audit target, locks.
+pub fn begin(ctx: &mut Ctx, name: &str) -> Result<(InstanceName, Locks)> {
+    let name = validate::instance_name(name)?;
+    ctx.require_root()?;
+    ctx.op.target = Some(Target {
+        kind: "instance".into(),
+        name: name.as_str().to_string(),
+    });
+    if ctx.globals.dry_run {
+        return Ok((name, None));
+    }
+    let global = ctx.lock_global()?;
+    let one = ctx.lock_instance(name.as_str())?;
+    Ok((name, Some((global, one))))
+}
+
+/// The registry entry of `name`, or a validation error pointing at `instance list`.
+pub fn find<'s>(state: &'s State, name: &str) -> Result<&'s InstanceEntry> {
+    state
+        .instances
+        .iter()
+        .find(|i| i.name == name)
+        .ok_or_else(|| {
+            Failure::validation(format!("no instance named '{name}'"))
+                .hint("see the instances with: abssctl instance list")
+                .into()
+        })
+}
+
+/// An installed Actual version and the Node runtime its tree was built for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Resolved {
+    pub version: String,
+    pub dir: PathBuf,
+    pub node: PathBuf,
+}
+
+/// The version directory `current` points to, if any.
+pub fn current_version_dir(layout: &Layout) -> Result<Option<PathBuf>> {
+    Ok(sys::instdir::read_link(&layout.current_link)?.map(|t| {
+        if t.is_absolute() {
+            t
+        } else {
+            layout.install_root.join(t)
+        }
+    }))
+}
+
+/// Resolve a binding to an installed version (its manifest names the runtime).
+pub fn resolve_version(layout: &Layout, binding: &VersionBinding) -> Result<Resolved> {
+    let dir = match binding {
+        VersionBinding::Exact(v) => layout.version_dir(&v.to_string()),
+        VersionBinding::Current => current_version_dir(layout)?.ok_or_else(|| {
+            anyhow::Error::from(
+                Failure::environment("no Actual version is installed (no 'current' version)")
+                    .hint("install one: abssctl version install latest"),
+            )
+        })?,
+    };
+    let manifest_path = dir.join(versions::MANIFEST_FILE);
+    let text = sys::fs::read_optional(&manifest_path)?.ok_or_else(|| {
+        let v = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_start_matches('v').to_string())
+            .unwrap_or_default();
+        anyhow::Error::from(
+            Failure::environment(format!(
+                "Actual {v} is not installed ({} is missing)",
+                manifest_path.display()
+            ))
+            .hint(format!("install it: abssctl version install {v}")),
+        )
+    })?;
+    let m = versions::parse_manifest(&text)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    Ok(Resolved {
+        version: m.version,
+        dir,
+        node: m.runtime.node,
+    })
+}
+
+/// The drop-in text of an instance (operator template in templates_dir wins).
+pub fn render_dropin(layout: &Layout, entry: &InstanceEntry, v: &Resolved) -> Result<String> {
+    let input = inst::DropinInput {
+        name: entry.name.clone(),
+        port: entry.port,
+        data_dir: entry.data_dir.clone(),
+        version: v.version.clone(),
+        version_dir: v.dir.clone(),
+        node: v.node.clone(),
+    };
+    let tctx = inst::dropin_context(&input)?;
+    let override_path = layout.templates_dir.join(render::INSTANCE_DROPIN);
+    let text = sys::fs::read_optional(&override_path)?;
+    Ok(render::render(
+        render::INSTANCE_DROPIN,
+        text.as_deref().map(|t| (override_path.as_path(), t)),
+        &tctx,
+    )?)
+}
+
+/// Step: write the registry; undo writes the previous one back.
+pub fn step_save_state<'a>(
+    plan: &mut Plan<'a>,
+    layout: &'a Layout,
+    locks: &'a Locks,
+    before: &'a State,
+    after: &'a State,
+    description: String,
+) {
+    plan.step("registry_write", description, move || {
+        let (global, _) = locks
+            .as_ref()
+            .context("internal: registry write planned without the global lock")?;
+        after.save(layout, global)?;
+        txn::undo(move || before.save(layout, global))
+    });
+}
+
+/// Write (Some) or remove (None) a file and reload systemd; the undo puts the previous
+/// content back and reloads again, so systemd never runs with a half-undone setup.
+fn swap_dropin(sd: &dyn Systemd, path: &Path, text: Option<&str>) -> Result<Option<String>> {
+    let previous = sys::fs::read_optional(path)?;
+    if previous.as_deref() == text {
+        return Ok(previous);
+    }
+    match text {
+        Some(t) => sys::fs::write_atomic(path, t.as_bytes(), inst::DROPIN_MODE)?,
+        None => {
+            sys::fs::remove_file_if_exists(path)?;
+            if let Some(dir) = path.parent() {
+                // Only if empty: an operator's own drop-in next to ours stays.
+                sys::instdir::remove_dir_if_empty(dir)?;
+            }
+        }
+    }
+    sd.daemon_reload()?;
+    Ok(previous)
+}
+
+/// Step: the instance's drop-in becomes `text` (None: removed), then daemon-reload.
+pub fn step_dropin<'a>(
+    plan: &mut Plan<'a>,
+    sd: &'a dyn Systemd,
+    path: PathBuf,
+    text: Option<String>,
+) {
+    let desc = match &text {
+        Some(_) => format!("write {} and reload systemd", path.display()),
+        None => format!("remove {} and reload systemd", path.display()),
+    };
+    plan.step("unit_dropin", desc, move || {
+        let previous = swap_dropin(sd, &path, text.as_deref())?;
+        if previous.as_deref() == text.as_deref() {
+            return txn::no_undo();
+        }
+        txn::undo(move || swap_dropin(sd, &path, previous.as_deref()).map(drop))
+    });
+}
+
+/// The last journal lines of a unit, for an error hint; a failure to read them is said so.
+pub fn journal_tail(unit: &str) -> String {
+    match sys::journal::read(&sys::journal::Query {
+        unit: unit.to_string(),
+        lines: Some(JOURNAL_TAIL),
+        since: None,
+    }) {
+        Ok(lines) if lines.is_empty() => "(the journal has no lines for it)".into(),
+        Ok(lines) => lines.join("\n  "),
+        Err(e) => format!("(could not read the journal: {e:#})"),
+    }
+}
+
+/// Probe GET /health once.
+pub fn probe_health(port: u16) -> bool {
+    matches!(sys::http::get(port, "/health", PROBE_TIMEOUT),
+        Ok(r) if r.status == 200 && r.body.contains("UP"))
+}
+
+/// Wait until the server on `port` answers GET /health, watching its unit: a unit that
+/// failed or was restarted after a crash ends the wait at once (it is crash-looping), and
+/// the error carries the last journal lines.
+pub fn wait_healthy(
+    sd: &dyn Systemd,
+    unit: &str,
+    port: u16,
+    restarts_before: u32,
+    timeout: Duration,
+) -> Result<Duration> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        if probe_health(port) {
+            return Ok(started.elapsed());
+        }
+        let st = sd
+            .unit_status(&[unit.to_string()])?
+            .into_iter()
+            .next()
+            .with_context(|| format!("systemd returned no status for {unit}"))?;
+        let failing = inst::startup(
+            &st.active_state,
+            &st.sub_state,
+            st.n_restarts,
+            restarts_before,
+        ) == Startup::Failing;
+        if failing || started.elapsed() > timeout {
+            let why = if failing {
+                format!(
+                    "it crashed ({}/{}, {} restart(s))",
+                    st.active_state,
+                    st.sub_state,
+                    st.n_restarts - restarts_before.min(st.n_restarts)
+                )
+            } else {
+                format!(
+                    "no answer on 127.0.0.1:{port}/health within {}s",
+                    timeout.as_secs()
+                )
+            };
+            return Err(Failure::provider(format!("{unit} is not healthy: {why}"))
+                .hint(format!("last log lines:\n  {}", journal_tail(unit)))
+                .into());
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// NRestarts of a unit now (0 for a unit systemd does not know yet).
+pub fn restarts_now(sd: &dyn Systemd, unit: &str) -> Result<u32> {
+    Ok(sd
+        .unit_status(&[unit.to_string()])?
+        .first()
+        .map(|s| s.n_restarts)
+        .unwrap_or(0))
+}
+
+/// Step: start (or restart) the unit and wait for /health; undo stops it.
+pub fn step_start_healthy<'a>(
+    plan: &mut Plan<'a>,
+    sd: &'a dyn Systemd,
+    unit: String,
+    port: u16,
+    restart: bool,
+    timing: Option<&'a std::cell::Cell<Option<Duration>>>,
+) {
+    let verb = if restart { "restart" } else { "start" };
+    plan.step(
+        if restart {
+            "unit_restart"
+        } else {
+            "unit_start"
+        },
+        format!("{verb} {unit} and wait for GET /health on 127.0.0.1:{port}"),
+        move || {
+            let before = restarts_now(sd, &unit)?;
+            let t0 = Instant::now();
+            if restart {
+                sd.restart_unit(&unit, JOB_TIMEOUT)?;
+            } else {
+                sd.start_unit(&unit, JOB_TIMEOUT)?;
+            }
+            match wait_healthy(sd, &unit, port, before, HEALTH_TIMEOUT) {
+                Ok(_) => {
+                    if let Some(t) = timing {
+                        t.set(Some(t0.elapsed()));
+                    }
+                }
+                Err(e) => {
+                    // Leave nothing crash-looping behind; the error says why it stopped.
+                    return Err(match sd.stop_unit(&unit, JOB_TIMEOUT) {
+                        Ok(()) => e,
+                        Err(stop) => e.context(format!("and stopping it failed: {stop:#}")),
+                    });
+                }
+            }
+            txn::undo(move || sd.stop_unit(&unit, JOB_TIMEOUT))
+        },
+    );
+}

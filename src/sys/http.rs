@@ -1,0 +1,166 @@
+//! A tiny HTTP/1.1 client for the instance's own loopback port (GET /health, POST
+//! /account/bootstrap). Loopback plain HTTP needs no TLS, proxy or redirect handling, so a
+//! TcpStream with timeouts is all there is: no second async runtime, no connection pool.
+
+use anyhow::{Context, Result, bail};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// What came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Largest response we read (health and bootstrap answers are tiny).
+const MAX_RESPONSE: u64 = 1 << 20;
+
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<Response> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let body = body.unwrap_or("");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body.as_bytes()))
+        .with_context(|| format!("sending {method} {path} to {addr}"))?;
+    let mut raw = Vec::new();
+    stream
+        .take(MAX_RESPONSE)
+        .read_to_end(&mut raw)
+        .with_context(|| format!("reading the answer to {method} {path} from {addr}"))?;
+    parse_response(&raw).with_context(|| format!("answer to {method} {path} from {addr}"))
+}
+
+/// GET `path` on 127.0.0.1:`port`.
+pub fn get(port: u16, path: &str, timeout: Duration) -> Result<Response> {
+    request(port, "GET", path, None, timeout)
+}
+
+/// POST a JSON body to `path` on 127.0.0.1:`port`.
+pub fn post_json(port: u16, path: &str, json: &str, timeout: Duration) -> Result<Response> {
+    request(port, "POST", path, Some(json), timeout)
+}
+
+/// Parse a whole HTTP/1.1 response (status line, headers, body; chunked or not).
+pub fn parse_response(raw: &[u8]) -> Result<Response> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of headers")?;
+    let head = std::str::from_utf8(&raw[..split]).context("headers are not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let (proto, code) = (parts.next(), parts.next());
+    if !proto.is_some_and(|p| p.starts_with("HTTP/1.")) {
+        bail!("not an HTTP/1.x status line: {status_line:?}");
+    }
+    let status: u16 = code
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("bad status line {status_line:?}"))?;
+    let chunked = lines.any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let rest = &raw[split + 4..];
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
+    Ok(Response {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("truncated chunk size")?;
+        let size_text = std::str::from_utf8(&rest[..eol])?;
+        let size_hex = size_text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16)
+            .with_context(|| format!("bad chunk size {size_text:?}"))?;
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if rest.len() < size {
+            bail!("truncated chunk");
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = rest.get(size + 2..).unwrap_or_default();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn parses_plain_and_chunked_bodies() {
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"status\":\"UP\"}")
+            .unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "{\"status\":\"UP\"}"));
+        let r = parse_response(
+            b"HTTP/1.1 400 Bad\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!((r.status, r.body.as_str()), (400, "{\"a\":1}"));
+        assert!(parse_response(b"garbage").is_err());
+        assert!(parse_response(b"SSH-2.0 x\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn talks_to_a_real_socket() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap();
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+            req
+        });
+        let r = post_json(
+            port,
+            "/account/bootstrap",
+            "{\"password\":\"x\"}",
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+        let req = server.join().unwrap();
+        assert!(
+            req.starts_with("POST /account/bootstrap HTTP/1.1\r\n"),
+            "{req}"
+        );
+        assert!(req.ends_with("{\"password\":\"x\"}"), "{req}");
+        // Nothing listens there any more: a connection error, not a hang.
+        assert!(get(port, "/health", Duration::from_millis(500)).is_err());
+    }
+}
