@@ -9,6 +9,7 @@ pub mod config;
 pub mod instance;
 pub mod output;
 pub mod ports;
+pub mod version;
 
 pub use output::Report;
 
@@ -60,6 +61,9 @@ pub enum Command {
     /// List and reserve service ports.
     #[command(subcommand)]
     Ports(ports::PortsCmd),
+    /// Install, list, switch and remove Actual versions (and the Node runtimes they need).
+    #[command(subcommand)]
+    Version(version::VersionCmd),
     /// Create, run and change Actual instances (systemd service + nginx vhost each).
     #[command(subcommand)]
     Instance(instance::InstanceCmd),
@@ -73,6 +77,7 @@ impl Command {
         match self {
             Command::Config(c) => format!("config {}", c.name()),
             Command::Ports(c) => format!("ports {}", c.name()),
+            Command::Version(c) => format!("version {}", c.name()),
             Command::Instance(c) => format!("instance {}", c.name()),
             Command::InstanceShortcut(c) => format!("instance {}", c.name()),
         }
@@ -90,6 +95,7 @@ pub fn dispatch(ctx: &mut crate::ops::Ctx, command: &Command) -> anyhow::Result<
     match command {
         Command::Config(c) => config::run(ctx, c),
         Command::Ports(c) => ports::run(ctx, c),
+        Command::Version(c) => version::run(ctx, c),
         Command::Instance(c) => instance::run(ctx, c),
         Command::InstanceShortcut(c) => instance::run_shortcut(ctx, c),
     }

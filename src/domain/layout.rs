@@ -100,6 +100,10 @@ impl Layout {
     pub fn runtime_dir(&self, node_version: &str) -> PathBuf {
         self.runtimes_dir.join(format!("node-v{node_version}"))
     }
+    /// Where a managed npm (the build tool shipped beside managed runtimes) lives.
+    pub fn npm_dir(&self, npm_version: &str) -> PathBuf {
+        self.runtimes_dir.join(format!("npm-v{npm_version}"))
+    }
     /// An instance's own directory and its data directory.
     pub fn instance_dir(&self, name: &str) -> PathBuf {
         self.instance_root.join(name)

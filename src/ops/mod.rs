@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 pub mod config_show;
 pub mod instance;
 pub mod ports;
+pub mod version;
+pub mod version_manage;
 pub mod vhost;
 
 /// What one running command knows: flags, configuration, layout, and the audit facts it

@@ -13,15 +13,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// The first executable `name` on PATH.
+/// The PATH builds run with: the system directories only. The caller's PATH may point into
+/// its home (pyenv shims, nvm) where the unprivileged build user cannot go.
+pub const BUILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The first executable `name` on the caller's PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
-        })
+    which_in(&std::env::var_os("PATH")?, name)
+}
+
+/// The first executable `name` in a PATH-style list.
+pub fn which_in(path: &std::ffi::OsStr, name: &str) -> Option<PathBuf> {
+    std::env::split_paths(path).map(|d| d.join(name)).find(|p| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+    })
 }
 
 /// The version a node binary reports (`None`: not runnable).
@@ -62,7 +68,7 @@ pub fn nodedir_of(node: &Path) -> Option<PathBuf> {
 pub fn missing_build_tools() -> Vec<&'static str> {
     ["g++", "make", "python3"]
         .into_iter()
-        .filter(|t| which(t).is_none())
+        .filter(|t| which_in(std::ffi::OsStr::new(BUILD_PATH), t).is_none())
         .collect()
 }
 
@@ -185,11 +191,46 @@ pub fn tree_size(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
-/// chmod a directory (creating it), used to let the build user traverse parents.
+/// Create `dir` (missing parents get 0755, so an unprivileged build user can pass through
+/// them) and set its mode.
 pub fn ensure_dir_mode(dir: &Path, mode: u32) -> Result<()> {
-    crate::sys::fs::create_dir_all_mode(dir, mode)?;
+    let mut missing = Vec::new();
+    let mut p = dir;
+    while !p.exists() {
+        missing.push(p.to_path_buf());
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => break,
+        }
+    }
+    for d in missing.iter().rev() {
+        crate::sys::fs::create_dir_all_mode(d, 0o755)?;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("setting the mode of {}", d.display()))?;
+    }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting the mode of {}", dir.display()))
+}
+
+/// The build user must reach these paths: every ancestor needs o+x. Fail early with the
+/// directory to fix rather than with npm's "Cannot find module".
+pub fn check_traversable(paths: &[&Path]) -> Result<()> {
+    for path in paths {
+        for anc in path.ancestors().skip(1) {
+            let md =
+                std::fs::metadata(anc).with_context(|| format!("reading {}", anc.display()))?;
+            if md.mode() & 0o001 == 0 {
+                return Err(Failure::environment(format!(
+                    "the unprivileged build user cannot pass through {} (mode {:o})",
+                    anc.display(),
+                    md.mode() & 0o7777
+                ))
+                .hint(format!("chmod o+x {}", anc.display()))
+                .into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Run npm in the sandbox; `Ok(Err(detail))` when npm itself failed (detail = the end of
@@ -274,6 +315,78 @@ fn spawn_logged(mut c: Command, cmd: &BuildCmd) -> Result<std::result::Result<()
         cmd.log.display(),
         tail.join("\n")
     )))
+}
+
+/// Ask a yes/no question on the terminal; without a terminal the answer is no (scripts
+/// must say --yes explicitly).
+pub fn confirm(question: &str) -> Result<bool> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .interact()
+        .context("reading the answer")
+}
+
+/// Progress of long steps: a spinner on a terminal, plain lines on stderr otherwise (logs,
+/// pipes), nothing with --quiet or --json (stdout stays a clean document).
+#[derive(Debug)]
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    plain: bool,
+}
+
+impl Progress {
+    pub fn new(json: bool, quiet: bool) -> Progress {
+        use std::io::IsTerminal;
+        if json || quiet {
+            return Progress {
+                bar: None,
+                plain: false,
+            };
+        }
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(120));
+            return Progress {
+                bar: Some(bar),
+                plain: false,
+            };
+        }
+        Progress {
+            bar: None,
+            plain: true,
+        }
+    }
+
+    /// Announce a step.
+    pub fn step(&self, msg: &str) {
+        tracing::info!("{msg}");
+        if let Some(b) = &self.bar {
+            b.set_message(msg.to_string());
+        } else if self.plain {
+            eprintln!("{msg}");
+        }
+    }
+
+    /// Bytes of a download (spinner only: plain logs get the step line, not a flood).
+    pub fn bytes(&self, what: &str, done: u64, total: Option<u64>) {
+        if let Some(b) = &self.bar {
+            let t = total
+                .map(|t| format!("/{} MB", t / 1_000_000))
+                .unwrap_or_default();
+            b.set_message(format!("{what}: {} MB{t}", done / 1_000_000));
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
 }
 
 #[cfg(test)]

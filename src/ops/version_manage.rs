@@ -1,0 +1,478 @@
+//! `version list | check | switch | uninstall | reinstall`: everything about installed
+//! versions except the registry install itself (`version.rs`).
+
+use crate::cli::{Report, output};
+use crate::domain::state::{State, VersionBinding};
+use crate::domain::txn::{self, Plan};
+use crate::domain::validate::{self, VersionSpec};
+use crate::domain::versions::{self, Manifest, RuntimeChoice, RuntimePolicy};
+use crate::error::{self, Failure};
+use crate::ops::Ctx;
+use crate::ops::version::{read_manifest, remove_tree};
+use crate::sys::{self, build, npm};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Installed versions (those with a manifest), newest first.
+pub fn installed(ctx: &Ctx) -> Result<Vec<Manifest>> {
+    let root = &ctx.layout.install_root;
+    let rd = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", root.display())),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.with_context(|| format!("listing {}", root.display()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(v) = name.strip_prefix('v') else {
+            continue;
+        };
+        if semver::Version::parse(v).is_err() {
+            continue;
+        }
+        if let Some(m) = read_manifest(&e.path())? {
+            out.push(m);
+        }
+    }
+    out.sort_by_key(|m| std::cmp::Reverse(semver::Version::parse(&m.version).ok()));
+    Ok(out)
+}
+
+/// The version `current` points to.
+pub fn current(ctx: &Ctx) -> Option<String> {
+    let target = std::fs::read_link(&ctx.layout.current_link).ok()?;
+    let name = target.file_name()?.to_string_lossy().into_owned();
+    name.strip_prefix('v').map(str::to_string)
+}
+
+/// Instance names by the version they run (an instance bound to `current` counts for it).
+fn bindings(ctx: &Ctx, current: Option<&str>) -> Result<BTreeMap<String, Vec<String>>> {
+    let state = State::load(&ctx.layout)?;
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for i in state.instances {
+        let v = match &i.version_binding {
+            VersionBinding::Exact(v) => Some(v.to_string()),
+            VersionBinding::Current => current.map(str::to_string),
+        };
+        if let Some(v) = v {
+            map.entry(v).or_default().push(i.name);
+        }
+    }
+    Ok(map)
+}
+
+/// One row of `version list`.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub version: String,
+    pub installed: bool,
+    pub current: bool,
+    pub instances: Vec<String>,
+    pub engines_node: Option<String>,
+    /// The runtime an installed version is built for.
+    pub runtime: Option<versions::RuntimeRecord>,
+    /// For registry versions not installed: the runtime an install would use, or why none.
+    pub runtime_available: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub installed_at: Option<String>,
+}
+
+/// `version list [--remote] [--latest N] [--include-prerelease]`.
+pub fn list(
+    ctx: &mut Ctx,
+    remote: bool,
+    latest: usize,
+    include_prerelease: bool,
+) -> Result<Report> {
+    let inst = installed(ctx)?;
+    let cur = current(ctx);
+    let bound = bindings(ctx, cur.as_deref())?;
+    let mut rows: BTreeMap<semver::Version, Row> = BTreeMap::new();
+    for m in &inst {
+        let v = semver::Version::parse(&m.version)?;
+        rows.insert(
+            v,
+            Row {
+                current: cur.as_deref() == Some(&m.version),
+                instances: bound.get(&m.version).cloned().unwrap_or_default(),
+                version: m.version.clone(),
+                installed: true,
+                engines_node: m.engines_node.clone(),
+                runtime: Some(m.runtime.clone()),
+                runtime_available: None,
+                size_bytes: Some(m.size_bytes),
+                installed_at: Some(m.installed_at.clone()),
+            },
+        );
+    }
+    let mut registry = None;
+    if remote {
+        let cfg = ctx.cfg().clone();
+        let machine = npm::machine_npm();
+        let url = npm::resolve_registry(&cfg.npm_registry, &machine)?;
+        let reg = npm::Registry::new(&url)?;
+        let pk = reg.packument(&cfg.npm_package_name)?;
+        let policy = RuntimePolicy::parse(&cfg.runtime)?;
+        let local = match &policy {
+            RuntimePolicy::Path(p) => build::local_node(Some(p)),
+            _ => build::local_node(None),
+        };
+        let node_pk = versions::managed_runtime_package(std::env::consts::ARCH)
+            .ok()
+            .and_then(|n| reg.packument(n).ok());
+        let avail = node_pk.map(|p| p.releases(false)).unwrap_or_default();
+        for v in pk.releases(include_prerelease).into_iter().take(latest) {
+            let Some(pv) = pk.get(&v) else { continue };
+            if rows.contains_key(&v) {
+                continue;
+            }
+            let choice = versions::choose_runtime(&versions::ChoiceInput {
+                engines: pv.engines_node(),
+                deps: &pv.dependencies,
+                policy: &policy,
+                local: local.clone(),
+                managed_available: &avail,
+            });
+            let runtime_available = Some(match choice {
+                Ok(RuntimeChoice::Local { path, version }) => {
+                    format!("node {version} at {}", path.display())
+                }
+                Ok(RuntimeChoice::Managed { version }) => {
+                    let there = ctx
+                        .layout
+                        .runtime_dir(&version.to_string())
+                        .join("bin/node")
+                        .exists();
+                    format!(
+                        "managed node {version} ({})",
+                        if there { "installed" } else { "provisionable" }
+                    )
+                }
+                Err(f) => format!("none: {}", f.message),
+            });
+            rows.insert(
+                v.clone(),
+                Row {
+                    version: v.to_string(),
+                    installed: false,
+                    current: false,
+                    instances: Vec::new(),
+                    engines_node: pv.engines_node().map(str::to_string),
+                    runtime: None,
+                    runtime_available,
+                    size_bytes: None,
+                    installed_at: None,
+                },
+            );
+        }
+        registry = Some(url);
+    }
+    let rows: Vec<Row> = rows.into_values().rev().collect();
+    let table = output::table(
+        &["VERSION", "STATE", "NODE", "RUNTIME", "INSTANCES"],
+        &rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.version.clone(),
+                    match (r.installed, r.current) {
+                        (true, true) => "current".into(),
+                        (true, false) => "installed".into(),
+                        _ => "available".into(),
+                    },
+                    r.engines_node.clone().unwrap_or_else(|| "-".into()),
+                    r.runtime
+                        .as_ref()
+                        .map(|rt| format!("node {} ({})", rt.version, rt.kind))
+                        .or_else(|| r.runtime_available.clone())
+                        .unwrap_or_default(),
+                    r.instances.join(","),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+    let human = if rows.is_empty() {
+        "no version installed (see: abssctl version list --remote)".to_string()
+    } else {
+        table
+    };
+    Report::new(
+        &serde_json::json!({"versions": rows, "registry": registry}),
+        human,
+    )
+}
+
+/// `version check`: installed vs the newest stable release.
+pub fn check(ctx: &mut Ctx) -> Result<Report> {
+    let cfg = ctx.cfg().clone();
+    let url = npm::resolve_registry(&cfg.npm_registry, &npm::machine_npm())?;
+    let pk = npm::Registry::new(&url)?.packument(&cfg.npm_package_name)?;
+    let latest = pk.latest_stable().ok_or_else(|| {
+        error::environment(format!("{} has no stable release", cfg.npm_package_name))
+    })?;
+    let inst: Vec<String> = installed(ctx)?.into_iter().map(|m| m.version).collect();
+    let newest_installed = inst
+        .iter()
+        .filter_map(|v| semver::Version::parse(v).ok())
+        .max();
+    let update = newest_installed.as_ref().is_none_or(|v| *v < latest);
+    let command = format!("sudo abssctl version install {latest} --set-current");
+    let human = if update {
+        format!(
+            "newest release: {latest}; installed: {}\nto upgrade: {command}",
+            if inst.is_empty() {
+                "none".to_string()
+            } else {
+                inst.join(", ")
+            }
+        )
+    } else {
+        format!("up to date: {latest} is installed")
+    };
+    Report::new(
+        &serde_json::json!({"latest": latest.to_string(), "installed": inst, "current": current(ctx),
+            "update_available": update, "command": update.then_some(command)}),
+        human,
+    )
+}
+
+/// Point `current` at an installed version; whether anything changed.
+pub fn point_current(ctx: &Ctx, vs: &str) -> Result<bool> {
+    if current(ctx).as_deref() == Some(vs) {
+        return Ok(false);
+    }
+    sys::fs::symlink_atomic(Path::new(&format!("v{vs}")), &ctx.layout.current_link)?;
+    Ok(true)
+}
+
+/// The installed version an argument names, or a validation failure listing what is there.
+fn require_installed(ctx: &Ctx, arg: &str) -> Result<Manifest> {
+    let vs = match validate::version(arg)? {
+        VersionSpec::Exact(v) => v.to_string(),
+        other => {
+            return Err(error::validation(format!(
+                "'{other}' is not an exact version X.Y.Z"
+            )));
+        }
+    };
+    if let Some(m) = read_manifest(&ctx.layout.version_dir(&vs))? {
+        return Ok(m);
+    }
+    let inst: Vec<String> = installed(ctx)?.into_iter().map(|m| m.version).collect();
+    Err(
+        Failure::validation(format!("version {vs} is not installed"))
+            .hint(if inst.is_empty() {
+                format!("install it first: abssctl version install {vs}")
+            } else {
+                format!("installed: {}", inst.join(", "))
+            })
+            .into(),
+    )
+}
+
+/// `version switch X.Y.Z`.
+pub fn switch(ctx: &mut Ctx, arg: &str) -> Result<Report> {
+    let m = require_installed(ctx, arg)?;
+    ctx.require_root()?;
+    let _g = ctx.lock_global()?;
+    let link = ctx.layout.current_link.clone();
+    let mut plan = Plan::new();
+    let already = current(ctx).as_deref() == Some(m.version.as_str());
+    if !already {
+        let target = PathBuf::from(format!("v{}", m.version));
+        let old = std::fs::read_link(&link).ok();
+        plan.step(
+            "switch-current",
+            format!("point {} at {}", link.display(), target.display()),
+            move || {
+                sys::fs::symlink_atomic(&target, &link)?;
+                txn::undo(move || match old {
+                    Some(o) => sys::fs::symlink_atomic(&o, &link),
+                    None => sys::fs::remove_file_if_exists(&link).map(|_| ()),
+                })
+            },
+        );
+    }
+    ctx.record_plan(plan.planned_actions());
+    plan.run(ctx.globals.dry_run)?;
+    let human = if already {
+        format!("current already is {}", m.version)
+    } else {
+        format!("current now points to {}", m.version)
+    };
+    Report::new(
+        &serde_json::json!({"current": m.version, "changed": !already}),
+        human,
+    )
+    .map(|r| r.changed(!already && !ctx.globals.dry_run))
+}
+
+/// `version uninstall X.Y.Z`: refused while current or bound; frees unused runtimes.
+pub fn uninstall(ctx: &mut Ctx, arg: &str) -> Result<Report> {
+    let m = require_installed(ctx, arg)?;
+    // Checked before root (refusals need no privilege) and again under the lock.
+    refuse_if_used(ctx, &m)?;
+    ctx.require_root()?;
+    let _g = ctx.lock_global()?;
+    refuse_if_used(ctx, &m)?;
+    if !ctx.globals.yes
+        && !ctx.globals.dry_run
+        && !sys::build::confirm(&format!("remove Actual {}?", m.version))?
+    {
+        return Err(Failure::validation("not confirmed")
+            .hint("pass --yes to skip the question")
+            .into());
+    }
+    let others: Vec<Manifest> = installed(ctx)?
+        .into_iter()
+        .filter(|o| o.version != m.version)
+        .collect();
+    let used_nodes: BTreeSet<PathBuf> = others.iter().map(|o| o.runtime.node.clone()).collect();
+    let used_npm: BTreeSet<String> = others.iter().map(|o| o.npm_version.clone()).collect();
+    let layout = ctx.layout.clone();
+    let vdir = layout.version_dir(&m.version);
+    let mut freed = Vec::new();
+    let mut plan = Plan::new();
+    plan.step(
+        "remove-version",
+        format!("remove {}", vdir.display()),
+        || {
+            remove_tree(&vdir)?;
+            txn::no_undo()
+        },
+    );
+    if m.runtime.kind == "managed" && !used_nodes.contains(&m.runtime.node) {
+        let rdir = layout.runtime_dir(&m.runtime.version);
+        freed.push(rdir.display().to_string());
+        plan.step(
+            "remove-runtime",
+            format!("remove the unused runtime {}", rdir.display()),
+            move || {
+                remove_tree(&rdir)?;
+                txn::no_undo()
+            },
+        );
+    }
+    if !used_npm.contains(&m.npm_version) {
+        let ndir = layout.npm_dir(&m.npm_version);
+        freed.push(ndir.display().to_string());
+        plan.step(
+            "remove-npm",
+            format!("remove the unused npm {}", ndir.display()),
+            move || {
+                remove_tree(&ndir)?;
+                txn::no_undo()
+            },
+        );
+    }
+    ctx.record_plan(plan.planned_actions());
+    plan.run(ctx.globals.dry_run)?;
+    let human = format!(
+        "{}removed {}{}",
+        if ctx.globals.dry_run {
+            "dry run: would have "
+        } else {
+            ""
+        },
+        m.version,
+        if freed.is_empty() {
+            String::new()
+        } else {
+            format!(" and {}", freed.join(", "))
+        }
+    );
+    Report::new(
+        &serde_json::json!({"removed": m.version, "freed": freed}),
+        human,
+    )
+    .map(|r| r.changed(!ctx.globals.dry_run))
+}
+
+/// Refuse to remove the current version or one an instance runs (names them).
+fn refuse_if_used(ctx: &Ctx, m: &Manifest) -> Result<()> {
+    let cur = current(ctx);
+    if cur.as_deref() == Some(m.version.as_str()) {
+        return Err(
+            Failure::validation(format!("{} is the current version", m.version))
+                .hint("switch to another version first: abssctl version switch <X.Y.Z>")
+                .into(),
+        );
+    }
+    if let Some(names) = bindings(ctx, cur.as_deref())?.get(&m.version) {
+        return Err(Failure::validation(format!(
+            "{} is used by instance(s) {}",
+            m.version,
+            names.join(", ")
+        ))
+        .hint("move those instances to another version first")
+        .into());
+    }
+    Ok(())
+}
+
+/// `version reinstall X.Y.Z`: `npm ci --offline` from the recorded lockfile, then swap.
+pub fn reinstall(ctx: &mut Ctx, arg: &str) -> Result<Report> {
+    let m = require_installed(ctx, arg)?;
+    ctx.require_root()?;
+    let _g = ctx.lock_global()?;
+    let layout = ctx.layout.clone();
+    let vdir = layout.version_dir(&m.version);
+    let build_dir = layout.staging_dir.join(format!("v{}", m.version));
+    let old = layout.staging_dir.join(format!("v{}.old", m.version));
+    let progress = build::Progress::new(ctx.globals.json, ctx.globals.quiet);
+    let fresh = std::cell::RefCell::new(None);
+    let mut plan = Plan::new();
+    let ctx_ref: &Ctx = ctx;
+    plan.step(
+        "build-offline",
+        format!("rebuild {} offline from its lockfile", m.version),
+        || {
+            progress.step(&format!(
+                "rebuilding {} offline (npm ci --offline)",
+                m.version
+            ));
+            *fresh.borrow_mut() =
+                Some(crate::ops::version::offline_build(ctx_ref, &build_dir, &m)?);
+            txn::no_undo()
+        },
+    );
+    plan.step(
+        "swap",
+        format!("replace {} with the rebuilt tree", vdir.display()),
+        || {
+            std::fs::rename(&vdir, &old)
+                .with_context(|| format!("moving {} aside", vdir.display()))?;
+            if let Err(e) = std::fs::rename(&build_dir, &vdir) {
+                std::fs::rename(&old, &vdir)
+                    .with_context(|| format!("restoring {}", vdir.display()))?;
+                return Err(e)
+                    .with_context(|| format!("moving the rebuilt tree to {}", vdir.display()));
+            }
+            txn::no_undo()
+        },
+    );
+    let planned = plan.planned_actions();
+    let outcome = plan.run(ctx_ref.globals.dry_run);
+    progress.finish();
+    let dry = ctx.globals.dry_run;
+    ctx.record_plan(planned);
+    if !dry {
+        let cleanup = remove_tree(&layout.staging_dir);
+        outcome?;
+        cleanup?;
+    } else {
+        outcome?;
+    }
+    let fresh = fresh.into_inner();
+    let human = match &fresh {
+        Some(f) => format!(
+            "rebuilt {} offline with Node {}",
+            f.version, f.runtime.version
+        ),
+        None => format!("dry run: would rebuild {} offline", m.version),
+    };
+    Report::new(&serde_json::json!({"reinstalled": fresh}), human).map(|r| r.changed(!dry))
+}
