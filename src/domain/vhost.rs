@@ -2,30 +2,26 @@
 //! how nginx's answer to `nginx -t` is read. The side effects (writing, testing, reloading)
 //! live in `sys::nginx`; the transaction steps in `ops::vhost`.
 
+// The server's upload caps are defined once, in `domain::instance` (they go into the unit
+// environment as `ACTUAL_UPLOAD_*`); nginx's `client_max_body_size` is derived from them
+// here, because a lower nginx limit would turn a valid sync into a 413 the client cannot
+// explain.
+use crate::domain::instance::{UPLOAD_ENCRYPTED_MB, UPLOAD_FILE_MB, UPLOAD_SYNC_MB};
 use crate::domain::layout::Layout;
 use crate::domain::validate::{Domain, InstanceName};
 use crate::error::Failure;
 use serde::Serialize;
 use std::path::{Component, Path, PathBuf};
 
-/// The Actual server's upload caps, in MB. They are set in ONE place because two files
-/// must agree: the unit environment (`ACTUAL_UPLOAD_*`) and nginx's `client_max_body_size`
-/// (a lower nginx limit would turn a valid sync into a 413 the client cannot explain).
-/// Values are the server's own defaults (actual-server.md).
-pub const UPLOAD_FILE_SYNC_SIZE_LIMIT_MB: u32 = 20;
-/// `ACTUAL_UPLOAD_SYNC_ENCRYPTED_FILE_SYNC_SIZE_LIMIT_MB`: the largest cap.
-pub const UPLOAD_SYNC_ENCRYPTED_FILE_SYNC_SIZE_LIMIT_MB: u32 = 50;
-/// `ACTUAL_UPLOAD_FILE_SIZE_LIMIT_MB`.
-pub const UPLOAD_FILE_SIZE_LIMIT_MB: u32 = 20;
 /// Room above the server's cap for multipart framing and headers, so the server (which
 /// answers with a message the client understands) is the one that refuses an oversize file.
 pub const BODY_SIZE_HEADROOM_MB: u32 = 10;
 
 /// The largest of the server's upload caps.
 pub const fn server_upload_cap_mb() -> u32 {
-    let a = UPLOAD_FILE_SYNC_SIZE_LIMIT_MB;
-    let b = UPLOAD_SYNC_ENCRYPTED_FILE_SYNC_SIZE_LIMIT_MB;
-    let c = UPLOAD_FILE_SIZE_LIMIT_MB;
+    let a = UPLOAD_SYNC_MB;
+    let b = UPLOAD_ENCRYPTED_MB;
+    let c = UPLOAD_FILE_MB;
     let ab = if a > b { a } else { b };
     if ab > c { ab } else { c }
 }
@@ -294,6 +290,7 @@ pub fn relative_link_target(link: &Path, file: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 mod tests {
     use super::*;
     use crate::domain::config::Config;
@@ -311,8 +308,9 @@ mod tests {
     fn body_size_is_above_every_server_cap() {
         assert_eq!(server_upload_cap_mb(), 50);
         assert_eq!(client_max_body_size_mb(), 60);
-        assert!(client_max_body_size_mb() > UPLOAD_FILE_SYNC_SIZE_LIMIT_MB);
-        assert!(client_max_body_size_mb() > UPLOAD_FILE_SIZE_LIMIT_MB);
+        for cap in [UPLOAD_SYNC_MB, UPLOAD_ENCRYPTED_MB, UPLOAD_FILE_MB] {
+            assert!(client_max_body_size_mb() > cap);
+        }
     }
 
     #[test]

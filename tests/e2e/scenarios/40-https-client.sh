@@ -1,0 +1,118 @@
+#!/bin/bash
+# e2e-network: private
+#
+# An instance serves users over HTTPS through its nginx vhost: the official client
+# `@actual-app/api` (same version as the server) creates a budget, adds transactions, syncs,
+# and a FRESH client downloads them again through https://<domain>/, the domain resolved to
+# 127.0.0.1 and the self-signed certificate (made the way TurnKey makes its own) trusted.
+# Then the fault: an operator template that nginx rejects makes set-domain exit 4 with
+# nginx's first error line, the vhost stays byte-identical, and the client still gets its
+# data through the old vhost.
+#
+# Needs from the package: `abssctl version install`, `abssctl instance create --domain
+# --password-file [--https-port]`, `abssctl instance set-domain`.
+set -euo pipefail
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/../lib.sh"
+
+VERSION=${E2E_ACTUAL_VERSION:-26.9.0}
+DOMAIN=budget.e2e.test
+DOMAIN2=money.e2e.test
+CLIENT_SRC=$E2E_DIR/client
+[[ -f $CLIENT_SRC/$VERSION/package.json ]] ||
+    die "no pinned client for server $VERSION: add tests/e2e/client/$VERSION/package.json"
+
+step "TLS: the system certificate as TurnKey makes it (key, then cert.pem = cert + key + DH)"
+must "self-signed /etc/ssl/private/cert.{pem,key} for $DOMAIN and $DOMAIN2" in_ct_sh "
+    install -d -m 0700 /etc/ssl/private
+    cd /etc/ssl/private
+    openssl req -x509 -nodes -newkey rsa:2048 -sha256 -days 3650 -subj /CN=$DOMAIN \
+        -addext subjectAltName=DNS:$DOMAIN,DNS:$DOMAIN2 -keyout cert.key -out cert.crt 2>/dev/null
+    openssl dhparam -dsaparam -out dhparams.pem 2048 2>/dev/null
+    cat cert.crt cert.key dhparams.pem > cert.pem
+    chmod 0400 cert.pem cert.key
+    cp cert.crt /root/e2e-ca.crt
+    printf '127.0.0.1 %s %s\n' $DOMAIN $DOMAIN2 >> /etc/hosts"
+
+step "Actual $VERSION installed and an instance created with a password"
+must "abssctl version install $VERSION" in_ct abssctl version install "$VERSION"
+head -c 18 /dev/urandom | base64 >"$CT_SHARE/password"
+must "abssctl instance create budget --domain $DOMAIN --password-file" \
+    in_ct abssctl instance create budget --domain "$DOMAIN" --password-file /share/password
+
+step "the vhost: enabled by a relative symlink, never default_server, passes nginx -t"
+check "sites-enabled link is relative" in_ct_sh \
+    'test "$(readlink /etc/nginx/sites-enabled/abssctl-budget.conf)" = ../sites-available/abssctl-budget.conf'
+check "no default_server directive" in_ct_sh \
+    '! grep -v "^\s*#" /etc/nginx/sites-available/abssctl-budget.conf | grep -q default_server'
+check "nginx -t passes" in_ct nginx -t
+
+step "HTTPS through nginx"
+check "GET https://$DOMAIN/health is UP" in_ct_sh \
+    "curl -sS --cacert /root/e2e-ca.crt https://$DOMAIN/health | grep -q '\"status\":\"UP\"'"
+check "HTTP/2 is negotiated" in_ct_sh \
+    "curl -sS --http2 -o /dev/null -w '%{http_version}' --cacert /root/e2e-ca.crt https://$DOMAIN/health | grep -qx 2"
+check "http:// redirects to https://" in_ct_sh \
+    "curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' http://$DOMAIN/x | grep -qx '301 https://$DOMAIN/x'"
+check "the server's COOP/COEP headers pass through" in_ct_sh \
+    "h=\$(curl -sSI --cacert /root/e2e-ca.crt https://$DOMAIN/); echo \"\$h\" | grep -qi '^cross-origin-opener-policy: same-origin' && echo \"\$h\" | grep -qi '^cross-origin-embedder-policy: require-corp'"
+
+step "the official client @actual-app/api $VERSION, installed with the managed Node runtime"
+cp "$CLIENT_SRC/client.mjs" "$CT_SHARE/client.mjs"
+cp "$CLIENT_SRC/$VERSION/package.json" "$CT_SHARE/client-package.json"
+must "npm install of the pinned client" in_ct_sh '
+    rt=$(ls -d /srv/app/runtimes/node-v22* | tail -1)
+    npmcli=$(ls -d /srv/app/runtimes/npm-v*/bin/npm-cli.js | tail -1)
+    mkdir -p /root/client && cp /share/client.mjs /root/client/ && cp /share/client-package.json /root/client/package.json
+    cd /root/client
+    ${ABSSCTL_NPM_REGISTRY:+export npm_config_registry=$ABSSCTL_NPM_REGISTRY}
+    PATH=$rt/bin:$PATH npm_config_nodedir=$rt npm_config_build_from_source=true \
+        "$rt/bin/node" "$npmcli" install --omit=dev --no-audit --no-fund >/root/client/npm.log 2>&1 ||
+        { tail -20 /root/client/npm.log; exit 1; }
+    ln -sfn "$rt/bin/node" /root/client/node'
+
+client() {
+    in_ct env ACTUAL_URL="$1" ACTUAL_PASSWORD_FILE=/share/password ACTUAL_API_DIR=/root/client \
+        NODE_EXTRA_CA_CERTS=/root/e2e-ca.crt /root/client/node /root/client/client.mjs "${@:2}"
+}
+out=$(client "https://$DOMAIN/" write e2e40 2>"$CT_SHARE/client-write.err") || true
+SYNC_ID=$(jq -r '.syncId // empty' <<<"$out" 2>/dev/null || true)
+ACCOUNT_ID=$(jq -r '.accountId // empty' <<<"$out" 2>/dev/null || true)
+must "client: budget created, 5 transactions added and synced via https://$DOMAIN/" \
+    sh -c "test -n '$SYNC_ID' && test -n '$ACCOUNT_ID' || { tail -20 '$CT_SHARE/client-write.err'; exit 1; }"
+check "fresh client downloads the 5 transactions via https://$DOMAIN/" \
+    client "https://$DOMAIN/" read "$SYNC_ID" "$ACCOUNT_ID" 5 e2e40
+
+step "fault: an operator template that nginx rejects"
+sed 's/proxy_http_version 1.1;/proxy_http_versoin 1.1;/' "$REPO_ROOT/templates/nginx-vhost.conf.tera" \
+    >"$CT_SHARE/broken.tera"
+in_ct_sh 'install -d /etc/abssctl/templates && cp /share/broken.tera /etc/abssctl/templates/nginx-vhost.conf.tera'
+before=$(in_ct sha256sum /etc/nginx/sites-available/abssctl-budget.conf)
+set +e
+in_ct abssctl instance set-domain budget "$DOMAIN2" --yes >"$CT_SHARE/fault.out" 2>"$CT_SHARE/fault.err"
+rc=$?
+set -e
+check "set-domain exits 4 (provider)" test "$rc" = 4
+check "the error names nginx's first error line" grep -q 'unknown directive "proxy_http_versoin"' "$CT_SHARE/fault.err"
+after=$(in_ct sha256sum /etc/nginx/sites-available/abssctl-budget.conf)
+check "the vhost file is byte-identical" test "$after" = "$before"
+check "no .new file left behind" in_ct_sh '! ls /etc/nginx/sites-available/ | grep -q "\.new$"'
+check "nginx -t passes after the restore" in_ct nginx -t
+check "the previous vhost still serves the client (fresh download via https://$DOMAIN/)" \
+    client "https://$DOMAIN/" read "$SYNC_ID" "$ACCOUNT_ID" 5 e2e40
+
+step "template fixed: set-domain moves the instance to $DOMAIN2"
+in_ct rm -f /etc/abssctl/templates/nginx-vhost.conf.tera
+check "abssctl instance set-domain budget $DOMAIN2" in_ct abssctl instance set-domain budget "$DOMAIN2" --yes
+check "fresh client downloads the transactions via https://$DOMAIN2/" \
+    client "https://$DOMAIN2/" read "$SYNC_ID" "$ACCOUNT_ID" 5 e2e40
+check "the old domain no longer reaches the instance" in_ct_sh \
+    "! curl -sS --cacert /root/e2e-ca.crt https://$DOMAIN/health 2>/dev/null | grep -q UP"
+
+step "--https-port: a TLS listener of its own for a machine without DNS"
+must "abssctl instance create lan --domain lan.e2e.test --https-port 8443" \
+    in_ct abssctl instance create lan --domain lan.e2e.test --https-port 8443 --password-file /share/password
+check "https://127.0.0.1:8443/health answers UP (the only server on that port)" in_ct_sh \
+    "curl -sSk https://127.0.0.1:8443/health | grep -q '\"status\":\"UP\"'"
+
+scenario_end
