@@ -124,11 +124,20 @@ ct_up() {
     # setsid + stdin from /dev/null: Ctrl-C in the terminal reaches only this script, whose
     # trap then shuts the container down in order. --register=no and --keep-unit are both
     # required on a host without systemd as PID 1.
-    setsid systemd-nspawn -D "$rd/merged" -M "$name" --register=no --keep-unit -b \
-        --console=read-only --bind="$rd/share:/share" "${netopt[@]}" \
-        </dev/null >"$rd/console.log" 2>&1 &
+    # With --keep-unit, nspawn puts itself and the container into `supervisor` and
+    # `payload` cgroups below the cgroup it starts in. Two containers started from the
+    # same cgroup would share `payload` and their systemds would manage each other's
+    # services, so every container starts in a cgroup of its own.
+    local cg=abssctl-e2e/$name h
+    for h in $(ct_cgroup_roots); do mkdir -p "$h/$cg"; done
+    (
+        for h in $(ct_cgroup_roots); do echo "$BASHPID" >"$h/$cg/cgroup.procs"; done
+        exec setsid systemd-nspawn -D "$rd/merged" -M "$name" --register=no --keep-unit -b \
+            --console=read-only --bind="$rd/share:/share" "${netopt[@]}"
+    ) </dev/null >"$rd/console.log" 2>&1 &
     local nspawn=$!
     {
+        echo "CT_CGROUP=$cg"
         echo "CT_NAME=$name"
         echo "CT_NSPAWN=$nspawn"
         echo "CT_RUNDIR=$rd"
@@ -148,9 +157,16 @@ ct_up() {
     [[ -n $init ]] || die "no systemd inside the container after 30 s"
     echo "CT_INIT=$init" >>"$rd/ct.env"
     ct_load "$rd"
-    local state
-    state=$(timeout 120 nsenter -t "$CT_INIT" -a -r -w -- env -i PATH=$CT_PATH \
-        systemctl is-system-running --wait 2>/dev/null) || true
+    # Right after PID 1 starts, systemctl cannot connect yet and returns at once: retry
+    # until it reports a final state.
+    local state="" deadline=$((SECONDS + 120))
+    while ((SECONDS < deadline)); do
+        state=$(timeout 120 nsenter -t "$CT_INIT" -a -r -w -- env -i PATH=$CT_PATH \
+            systemctl is-system-running --wait 2>/dev/null) || true
+        [[ $state == running || $state == degraded ]] && break
+        kill -0 "$CT_NSPAWN" 2>/dev/null || break
+        sleep 0.2
+    done
     case $state in
     running) ;;
     degraded)
@@ -160,6 +176,20 @@ ct_up() {
     *) die "container did not finish booting (state: '${state:-timeout}')" ;;
     esac
     log "container $name up ($network network) in $((SECONDS - t0)) s"
+}
+
+# The cgroup hierarchies nspawn uses: the unified root on a pure cgroup2 host; on a hybrid
+# host the named systemd hierarchy and the unified one.
+ct_cgroup_roots() {
+    if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
+        echo /sys/fs/cgroup
+        return
+    fi
+    local h
+    for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified; do
+        [[ -d $h ]] && echo "$h"
+    done
+    return 0
 }
 
 # What every container gets before boot: the host's CA bundle (registry access goes
@@ -225,6 +255,13 @@ ct_down() {
         umount "$CT_MERGED" || umount -l "$CT_MERGED" || log "warning: could not unmount $CT_MERGED"
     fi
     rm -rf "/run/systemd/nspawn/propagate/$CT_NAME"
+    local h
+    if [[ -n ${CT_CGROUP:-} ]]; then
+        for h in $(ct_cgroup_roots); do
+            [[ -d $h/$CT_CGROUP ]] && find "$h/$CT_CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null
+            rmdir "$h/abssctl-e2e" 2>/dev/null || true
+        done
+    fi
     if [[ -n $keep ]]; then
         log "kept $CT_RUNDIR (journal: $CT_RUNDIR/journal.txt)"
     else
