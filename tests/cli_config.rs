@@ -286,6 +286,16 @@ fn shipped_default_config_parses_to_defaults() {
     }
 }
 
+/// An unrelated variable that is not UTF-8 must not crash the environment reader.
+#[test]
+fn non_utf8_environment_is_tolerated() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    let v = show_json(abssctl(tmp.path()).env("SOME_OTHER_VAR", odd));
+    assert_eq!(key(&v, "ports.base")["value"], 5000);
+}
+
 /// Read-only: works as an unprivileged user (as root the test drops to nobody).
 #[test]
 fn config_show_works_unprivileged() {

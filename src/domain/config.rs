@@ -92,8 +92,8 @@ impl Default for Config {
     }
 }
 
-/// One configuration key: its dotted name (the YAML nesting), its type, and one line saying
-/// what it is for (shown by docs and the shipped config file).
+/// One configuration key: its dotted name (the YAML nesting) and the type its value must
+/// have. What each key is for is documented in docs/config.md and debian/config.yml.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyDef {
     pub key: &'static str,

@@ -111,12 +111,14 @@ pub(super) fn file_values(
     text: &str,
 ) -> Result<Vec<(&'static KeyDef, usize, Json)>, Failure> {
     let root = yaml::parse(text).map_err(|(line, msg)| {
-        file_error(
-            path,
-            line,
-            format!("not valid YAML: {msg}"),
-            "fix the syntax on that line (indent nested keys with spaces, no tabs)",
-        )
+        let hint = if msg.starts_with("duplicate key") {
+            "keep only one entry for the key"
+        } else if msg.starts_with("more than one YAML document") {
+            "keep a single document: remove the second '---' and what follows, or merge them"
+        } else {
+            "fix the syntax on that line (indent nested keys with spaces, no tabs)"
+        };
+        file_error(path, line, format!("not valid YAML: {msg}"), hint)
     })?;
     let mut out = Vec::new();
     match &root {

@@ -61,9 +61,32 @@ pub fn parse(text: &str) -> Result<Node, (usize, String)> {
             let e = e.without_snippet();
             let line = e.location().map_or(0, |l| l.line() as usize);
             let msg = e.to_string().lines().next().unwrap_or_default().to_string();
-            Err((line, msg))
+            Err((line, operator_message(&msg)))
         }
     }
+}
+
+/// serde-saphyr words some errors for programmers ("set DuplicateKeyPolicy in Options") and
+/// appends the position; the caller already prints `file:line`, so reword for the operator.
+fn operator_message(msg: &str) -> String {
+    let msg = match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(", column ") => &msg[..i],
+        _ => msg,
+    };
+    if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return format!("duplicate key '{key}'");
+    }
+    if msg.starts_with("duplicate mapping key") {
+        return "duplicate key".into();
+    }
+    if msg.starts_with("multiple YAML documents detected") {
+        return "more than one YAML document ('---')".into();
+    }
+    msg.to_string()
 }
 
 /// A mapping key as text (YAML allows numbers or booleans as keys; they are reported as
@@ -200,6 +223,13 @@ mod tests {
         assert!(line >= 2, "{line} {msg}");
         assert!(!msg.contains('\n'));
         let (line, msg) = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
-        assert_eq!(line, 3, "{msg}");
+        assert_eq!((line, msg.as_str()), (3, "duplicate key 'a'"));
+        let (line, msg) = parse("---\na: 1\n---\na: 2\n").unwrap_err();
+        assert_eq!(
+            (line, msg.as_str()),
+            (4, "more than one YAML document ('---')")
+        );
+        let (_, msg) = parse("a:\n\tb: 1\n").unwrap_err();
+        assert!(!msg.contains(" at line "), "{msg}");
     }
 }
