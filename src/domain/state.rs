@@ -280,10 +280,9 @@ pub fn parse_ports(path: &Path, text: Option<&str>) -> Result<Vec<PortReservatio
     Ok(file.ports)
 }
 
-fn to_yaml<T: Serialize>(value: &T) -> String {
-    // Serializing plain structs of strings and numbers cannot fail; if it ever does, that
-    // is a bug, and an empty string would be refused by the parser on the next load.
-    serde_saphyr::to_string(value).unwrap_or_default()
+fn to_yaml<T: Serialize>(value: &T, what: &str) -> anyhow::Result<String> {
+    serde_saphyr::to_string(value)
+        .map_err(|e| anyhow::anyhow!("internal: cannot serialize {what}: {e}"))
 }
 
 /// What `reserve` did.
@@ -297,19 +296,25 @@ pub enum Reserved {
 
 impl State {
     /// Text of instances.yml for this state.
-    pub fn render_instances(&self) -> String {
-        to_yaml(&InstancesFile {
-            schema_version: SCHEMA_VERSION,
-            instances: self.instances.clone(),
-        })
+    pub fn render_instances(&self) -> anyhow::Result<String> {
+        to_yaml(
+            &InstancesFile {
+                schema_version: SCHEMA_VERSION,
+                instances: self.instances.clone(),
+            },
+            "instances.yml",
+        )
     }
 
     /// Text of ports.yml for this state.
-    pub fn render_ports(&self) -> String {
-        to_yaml(&PortsFile {
-            schema_version: SCHEMA_VERSION,
-            ports: self.ports.clone(),
-        })
+    pub fn render_ports(&self) -> anyhow::Result<String> {
+        to_yaml(
+            &PortsFile {
+                schema_version: SCHEMA_VERSION,
+                ports: self.ports.clone(),
+            },
+            "ports.yml",
+        )
     }
 
     /// Ports reserved for `instance`, in file order.

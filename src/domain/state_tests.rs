@@ -47,7 +47,7 @@ fn ports_round_trip() {
         instances: vec![],
         ports,
     };
-    let text = state.render_ports();
+    let text = state.render_ports().unwrap();
     assert_eq!(parse_ports(p, Some(&text)).unwrap(), state.ports);
     assert!(text.starts_with("schema_version: 1\n"), "{text}");
 }
@@ -82,7 +82,7 @@ instances:
         ports: vec![],
     };
     assert_eq!(
-        parse_instances(p, Some(&state.render_instances())).unwrap(),
+        parse_instances(p, Some(&state.render_instances().unwrap())).unwrap(),
         state.instances
     );
 }

@@ -57,12 +57,12 @@ impl State {
         let path = &layout.instances_file;
         let text = read(path)?;
         if text.is_none() || state::parse_instances(path, text.as_deref())? != self.instances {
-            write_atomic(path, self.render_instances().as_bytes(), FILE_MODE)?;
+            write_atomic(path, self.render_instances()?.as_bytes(), FILE_MODE)?;
         }
         let path = &layout.ports_file;
         let text = read(path)?;
         if text.is_none() || state::parse_ports(path, text.as_deref())? != self.ports {
-            write_atomic(path, self.render_ports().as_bytes(), FILE_MODE)?;
+            write_atomic(path, self.render_ports()?.as_bytes(), FILE_MODE)?;
         }
         Ok(())
     }
