@@ -1,5 +1,5 @@
 #!/bin/bash
-# e2e-network: private
+# e2e-network: host  (the registry: version install and the client install need it)
 #
 # An instance serves users over HTTPS through its nginx vhost: the official client
 # `@actual-app/api` (same version as the server) creates a budget, adds transactions, syncs,
