@@ -58,7 +58,11 @@ fn a_mutation_is_logged_with_op_id_plan_and_lock_wait() {
     assert_eq!(rec["result"]["status"], "success");
     assert_eq!(rec["result"]["changed"], true);
     let op_id = uuid::Uuid::parse_str(rec["op_id"].as_str().unwrap()).unwrap();
-    assert_eq!(op_id.get_version_num(), 7, "op ids are time-ordered uuid v7");
+    assert_eq!(
+        op_id.get_version_num(),
+        7,
+        "op ids are time-ordered uuid v7"
+    );
     assert!(rec["ts"].as_str().unwrap().ends_with('Z'));
     assert!(rec["lock_wait_ms"].is_u64());
     assert!(rec["duration_ms"].is_u64());
@@ -75,7 +79,11 @@ fn dry_run_changes_nothing_and_logs_nothing() {
         .assert()
         .success()
         .stdout(predicate::str::contains("budget"));
-    assert!(!tmp.path().join("var/lib/abssctl/registry/ports.yml").exists());
+    assert!(
+        !tmp.path()
+            .join("var/lib/abssctl/registry/ports.yml")
+            .exists()
+    );
     assert!(ops_log(tmp.path()).is_empty());
 }
 
@@ -153,7 +161,11 @@ fn mutations_refuse_to_run_unprivileged_and_change_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("must run as root"), "{stderr}");
     assert!(stderr.contains("hint: "), "{stderr}");
-    assert!(!tmp.path().join("var/lib/abssctl/registry/ports.yml").exists());
+    assert!(
+        !tmp.path()
+            .join("var/lib/abssctl/registry/ports.yml")
+            .exists()
+    );
 
     // Read-only commands work as any user.
     let out = std::process::Command::new("setpriv")
