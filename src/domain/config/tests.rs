@@ -384,3 +384,35 @@ fn shipped_config_file_is_complete_and_matches_defaults() {
         );
     }
 }
+
+#[test]
+fn every_key_has_its_own_variable() {
+    let mut vars: Vec<String> = KEYS.iter().map(|d| env_var(d.key)).collect();
+    vars.extend(NON_CONFIG_VARS.iter().map(|s| s.to_string()));
+    let n = vars.len();
+    vars.sort();
+    vars.dedup();
+    assert_eq!(vars.len(), n, "two keys share a variable");
+}
+
+proptest::proptest! {
+    #[test]
+    fn ports_base_from_env_is_accepted_exactly_in_range(n in -10_000i64..80_000) {
+        let e = env(&[("ABSSCTL_PORTS_BASE", &n.to_string())]);
+        let r = resolve(None, &e, &Overrides::default());
+        let ok = (1024..=65435).contains(&n);
+        proptest::prop_assert_eq!(r.is_ok(), ok);
+        if let Ok(r) = r {
+            proptest::prop_assert_eq!(i64::from(r.config.ports_base), n);
+        }
+    }
+
+    #[test]
+    fn any_file_text_resolves_or_fails_as_validation(text in "[a-z_:. \\n\\-#\"0-9\\[\\]{}]{0,80}") {
+        // Whatever an operator types, the outcome is a config or an exit-2 error, never a
+        // panic or an internal error.
+        if let Err(e) = from_file(&text) {
+            proptest::prop_assert_eq!(classify(&e).0, Kind::Validation);
+        }
+    }
+}
