@@ -202,3 +202,36 @@ fn switch_and_uninstall_refuse_what_is_not_there_or_in_use() {
         .stderr(predicate::str::contains("current version"));
     assert!(tmp.path().join("srv/app/v26.9.0/manifest.json").exists());
 }
+
+#[test]
+fn uninstall_frees_a_runtime_only_when_nothing_else_uses_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = "http://127.0.0.1:9/";
+    fake_installed(tmp.path(), "25.6.0", "22.23.3");
+    fake_installed(tmp.path(), "26.8.1", "22.23.3");
+    fake_installed(tmp.path(), "26.9.0", "22.24.0");
+    let plan = |v: &str| {
+        let out = abssctl(tmp.path(), reg)
+            .args(["--json", "--dry-run", "version", "uninstall", v])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+    };
+    // 22.23.3 is shared by 25.6.0 and 26.8.1: removing one keeps it.
+    let shared = plan("25.6.0");
+    assert!(
+        !shared["freed"].to_string().contains("node-v22.23.3"),
+        "{shared}"
+    );
+    // 22.24.0 serves only 26.9.0: removing it frees the runtime.
+    let alone = plan("26.9.0");
+    assert!(
+        alone["freed"].to_string().contains("node-v22.24.0"),
+        "{alone}"
+    );
+    // A dry run changes nothing.
+    assert!(tmp.path().join("srv/app/v26.9.0/manifest.json").exists());
+}

@@ -29,6 +29,10 @@ pub struct InstallOpts {
     pub offline: bool,
 }
 
+/// One fixed unit name: builds are serialised by the global lock, and a fixed name lets
+/// the next install find and stop a build its killed predecessor left running.
+const BUILD_UNIT: &str = "abssctl-npm-build.service";
+
 /// Longest an npm run may take before it is stopped.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(1800);
 
@@ -150,6 +154,7 @@ pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
         "clean-staging",
         format!("remove leftovers in {}", staging.display()),
         || {
+            build::stop_leftover(&sandbox, BUILD_UNIT)?;
             prepare_dirs(&layout)?;
             txn::no_undo()
         },
@@ -402,7 +407,7 @@ fn run_npm(
     argv.extend(args.iter().map(|s| s.to_string()));
     sys::fs::create_dir_all_mode(&layout.logs_dir, sys::fs::DIR_MODE)?;
     let cmd = BuildCmd {
-        unit: "abssctl-npm-build.service".into(),
+        unit: BUILD_UNIT.into(),
         argv,
         env,
         cwd: build_dir.to_path_buf(),
@@ -513,6 +518,8 @@ pub fn reinstall(ctx: &mut Ctx, version: &str) -> Result<Report> {
 /// Shared with `version_manage`: run `npm ci --offline` for a build dir.
 pub(crate) fn offline_build(ctx: &Ctx, build_dir: &Path, m: &Manifest) -> Result<Manifest> {
     let layout = &ctx.layout;
+    let sandbox = Sandbox::detect()?;
+    build::stop_leftover(&sandbox, BUILD_UNIT)?;
     prepare_dirs(layout)?;
     std::fs::create_dir_all(build_dir)
         .with_context(|| format!("creating {}", build_dir.display()))?;
@@ -547,7 +554,6 @@ pub(crate) fn offline_build(ctx: &Ctx, build_dir: &Path, m: &Manifest) -> Result
         .hint(format!("reinstall from the registry: abssctl version uninstall {v} && abssctl version install {v}", v = m.version))
         .into());
     }
-    let sandbox = Sandbox::detect()?;
     // No network is used (--offline); the registry only has to match the lockfile's URLs.
     let machine = npm::machine_npm();
     let registry = npm::resolve_registry(&ctx.cfg().npm_registry, &machine).unwrap_or_default();

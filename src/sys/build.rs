@@ -233,6 +233,23 @@ pub fn check_traversable(paths: &[&Path]) -> Result<()> {
     Ok(())
 }
 
+/// Stop the build unit a killed abssctl left running, before its staging dir is reused
+/// (setpriv builds die with abssctl through their parent-death signal).
+pub fn stop_leftover(sandbox: &Sandbox, unit: &str) -> Result<()> {
+    let Sandbox::Transient(sd) = sandbox else {
+        return Ok(());
+    };
+    let status = sd.unit_status(&[unit.to_string()])?;
+    if status
+        .iter()
+        .any(|s| s.active_state == "active" || s.active_state == "activating")
+    {
+        tracing::warn!("stopping the leftover build unit {unit}");
+        sd.stop_unit(unit, Duration::from_secs(60))?;
+    }
+    Ok(())
+}
+
 /// Run npm in the sandbox; `Ok(Err(detail))` when npm itself failed (detail = the end of
 /// its output, or where to find it).
 pub fn run(sandbox: &Sandbox, cmd: &BuildCmd) -> Result<std::result::Result<(), String>> {
