@@ -191,15 +191,40 @@ fn line_of(text: &str, needle: &str, nth: usize) -> Option<u64> {
         .map(|(i, _)| i as u64 + 1)
 }
 
-/// Check the version and parse strictly; the place where a future schema gets its
-/// upconvert (add an arm `n => upconvert_vn(parse_vn(text))`).
-fn parse_versioned<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, Failure> {
+/// A registry file's top level: it knows its own schema version.
+trait Versioned: serde::de::DeserializeOwned {
+    fn schema_version(&self) -> u32;
+}
+
+impl Versioned for InstancesFile {
+    fn schema_version(&self) -> u32 {
+        self.schema_version
+    }
+}
+
+impl Versioned for PortsFile {
+    fn schema_version(&self) -> u32 {
+        self.schema_version
+    }
+}
+
+/// Parse strictly as the current schema; only when that fails or finds another version is
+/// the header read again to say why (one YAML parse on the common path: `ports list` is
+/// meant to be instant). This is the place where a future schema gets its upconvert (add
+/// an arm `Some(n) => upconvert_vn(parse_vn(text))`).
+fn parse_versioned<T: Versioned>(path: &Path, text: &str) -> Result<T, Failure> {
     if text.trim().is_empty() {
         return Err(file_error(
             path,
             None,
             "the file is empty (expected schema_version: 1)",
         ));
+    }
+    let strict = serde_saphyr::from_str::<T>(text);
+    if let Ok(file) = &strict
+        && file.schema_version() == SCHEMA_VERSION
+    {
+        return strict.map_err(|e| yaml_error(path, &e));
     }
     let header: Header = serde_saphyr::from_str(text).map_err(|e| yaml_error(path, &e))?;
     match header.schema_version {
@@ -208,7 +233,7 @@ fn parse_versioned<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> R
             None,
             format!("schema_version is missing (expected schema_version: {SCHEMA_VERSION})"),
         )),
-        Some(SCHEMA_VERSION) => serde_saphyr::from_str(text).map_err(|e| yaml_error(path, &e)),
+        Some(SCHEMA_VERSION) => strict.map_err(|e| yaml_error(path, &e)),
         Some(v) if v > SCHEMA_VERSION => Err(Failure::validation(format!(
             "registry file {} was written by a newer abssctl (schema_version {v}; this one reads {SCHEMA_VERSION})",
             path.display()
