@@ -14,6 +14,7 @@ use std::path::PathBuf;
 pub enum InstanceCmd {
     /// Create an instance and serve it over HTTPS: port, directories, systemd unit,
     /// health check, optional server password, nginx vhost.
+    #[command(disable_version_flag = true)]
     Create(CreateCli),
     /// List instances with their live state (works as any user).
     List,
@@ -41,6 +42,7 @@ pub enum InstanceCmd {
     /// Move the instance to another loopback port (restarts it).
     SetPort { name: String, port: u16 },
     /// Bind the instance to another installed version, or 'current' (restarts it).
+    #[command(disable_version_flag = true)]
     SetVersion { name: String, version: String },
     /// Stop, disable and unregister the instance; its data stays unless --purge-data.
     Delete {
@@ -343,5 +345,15 @@ pub fn run(ctx: &mut Ctx, cmd: &InstanceCmd) -> anyhow::Result<Report> {
         InstanceCmd::Delete { name, purge_data } => {
             action_report(&lifecycle::delete(ctx, name, *purge_data)?)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks (e.g. `--version` clashing with the version flag).
+    #[test]
+    fn command_tree_is_consistent() {
+        use clap::CommandFactory;
+        crate::cli::Cli::command().debug_assert();
     }
 }
