@@ -422,7 +422,12 @@ impl Systemd for DbusSystemd {
                 .enable_unit_files(units.to_vec(), false, true)
                 .await
                 .map_err(|e| dbus_failure("enable", &units.join(" "), e))?;
-            Ok(())
+            // As systemctl does: without a reload, UnitFileState keeps the old answer.
+            self.manager()
+                .await?
+                .reload()
+                .await
+                .map_err(|e| dbus_failure("reload", "the unit files", e))
         })
     }
 
@@ -433,7 +438,11 @@ impl Systemd for DbusSystemd {
                 .disable_unit_files(units.to_vec(), false)
                 .await
                 .map_err(|e| dbus_failure("disable", &units.join(" "), e))?;
-            Ok(())
+            self.manager()
+                .await?
+                .reload()
+                .await
+                .map_err(|e| dbus_failure("reload", "the unit files", e))
         })
     }
 

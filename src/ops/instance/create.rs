@@ -6,9 +6,10 @@ use super::{
 };
 use crate::domain::instance as inst;
 use crate::domain::layout::Layout;
-use crate::domain::state::{InstanceEntry, Reserved, VersionBinding};
+use crate::domain::state::{InstanceEntry, Reserved, TlsSource, VersionBinding};
 use crate::domain::txn::{self, Plan, PlannedAction};
 use crate::domain::validate::{self, VersionSpec};
+use crate::domain::vhost::TlsKind;
 use crate::error::{self, Failure};
 use crate::ops::Ctx;
 use crate::ops::vhost::{self, Providers, VhostRequest, VhostSummary};
@@ -198,6 +199,21 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
     if let Some(hp) = args.https_port {
         after.reserve(&name_s, Some(hp), ctx.cfg().ports_base, &probe, now)?;
     }
+    let req = VhostRequest {
+        name: name.clone(),
+        domain: domain.clone(),
+        port,
+        https_port: args.https_port,
+        custom_tls: None,
+    };
+    // The TLS source the vhost will use (found now: a missing certificate is an error
+    // before any change).
+    let (_, vhost_preview) = vhost::prepare(ctx, &req)?;
+    let tls_source = Some(match vhost_preview.tls.kind {
+        TlsKind::Custom => TlsSource::Custom,
+        TlsKind::LetsEncrypt => TlsSource::Letsencrypt,
+        TlsKind::System => TlsSource::System,
+    });
     let entry = InstanceEntry {
         name: name_s.clone(),
         domain: domain.as_str().to_string(),
@@ -207,7 +223,7 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
         created_at: now,
         last_changed: now,
         notes: String::new(),
-        tls_source: None,
+        tls_source,
         tls_cert: None,
         tls_key: None,
         https_port: args.https_port,
@@ -266,13 +282,6 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
             },
         );
     }
-    let req = VhostRequest {
-        name: name.clone(),
-        domain: domain.clone(),
-        port,
-        https_port: args.https_port,
-        custom_tls: None,
-    };
     let vhost_summary = vhost::plan_apply(ctx, &req, prov, &mut plan)?;
     let planned = plan.planned_actions();
     ctx.record_plan(planned.clone());

@@ -262,11 +262,15 @@ pub fn wait_healthy(
         ) == Startup::Failing;
         if failing || started.elapsed() > timeout {
             let why = if failing {
+                let restarts = st.n_restarts.saturating_sub(restarts_before);
+                let again = if restarts > 0 {
+                    format!(", restarted {restarts} time(s)")
+                } else {
+                    String::new()
+                };
                 format!(
-                    "it crashed ({}/{}, {} restart(s))",
-                    st.active_state,
-                    st.sub_state,
-                    st.n_restarts - restarts_before.min(st.n_restarts)
+                    "its process exited ({}/{}{again})",
+                    st.active_state, st.sub_state
                 )
             } else {
                 format!(
