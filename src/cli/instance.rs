@@ -44,6 +44,8 @@ pub enum InstanceCmd {
     /// Bind the instance to another installed version, or 'current' (restarts it).
     #[command(disable_version_flag = true)]
     SetVersion { name: String, version: String },
+    /// Rename an instance: unit, directories, vhost, registry and ports follow.
+    Rename { name: String, new_name: String },
     /// Stop, disable and unregister the instance; its data stays unless --purge-data.
     Delete {
         name: String,
@@ -123,6 +125,7 @@ impl InstanceCmd {
             InstanceCmd::SetDomain { .. } => "set-domain",
             InstanceCmd::SetPort { .. } => "set-port",
             InstanceCmd::SetVersion { .. } => "set-version",
+            InstanceCmd::Rename { .. } => "rename",
             InstanceCmd::Delete { .. } => "delete",
         }
     }
@@ -342,6 +345,9 @@ pub fn run(ctx: &mut Ctx, cmd: &InstanceCmd) -> anyhow::Result<Report> {
             name,
             &Change::Version(version.clone()),
         )?),
+        InstanceCmd::Rename { name, new_name } => {
+            action_report(&ops::instance::rename::rename(ctx, name, new_name)?)
+        }
         InstanceCmd::Delete { name, purge_data } => {
             action_report(&lifecycle::delete(ctx, name, *purge_data)?)
         }

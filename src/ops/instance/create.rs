@@ -301,7 +301,7 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
         changed: !dry_run,
         dry_run,
         healthy_after_ms: healthy.get().map(|d| d.as_millis() as u64),
-        password_set: password.is_some() && !dry_run,
+        password_set: password.is_some() && !dry_run && warnings.is_empty(),
         vhost: Some(vhost_summary),
         warnings,
         planned_actions: planned,

@@ -55,7 +55,7 @@ impl Verb {
     }
 }
 
-fn finish(
+pub(super) fn finish(
     ctx: &mut Ctx,
     plan: Plan<'_>,
     name: &str,
@@ -154,7 +154,7 @@ pub fn run_verb(ctx: &mut Ctx, name: &str, verb: Verb) -> Result<ActionResult> {
 /// Step (first in a plan that restarts an instance with new settings): nothing on apply;
 /// on rollback, after the old settings are back, start the instance again if it was
 /// running, so a failed change leaves it serving as before.
-fn step_restore_running<'a>(
+pub(super) fn step_restore_running<'a>(
     plan: &mut Plan<'a>,
     sd: &'a dyn Systemd,
     unit: String,
@@ -177,7 +177,7 @@ fn step_restore_running<'a>(
 }
 
 /// Ask before a destructive or disruptive change (spec: delete, set-version, rename).
-fn confirm(ctx: &Ctx, question: &str, what: &str) -> Result<()> {
+pub(super) fn confirm(ctx: &Ctx, question: &str, what: &str) -> Result<()> {
     if ctx.globals.yes || ctx.globals.dry_run {
         return Ok(());
     }

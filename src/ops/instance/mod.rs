@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 pub mod create;
 pub mod lifecycle;
 pub mod query;
+pub mod rename;
 
 /// How long a start/stop/restart job may take (Node starts in ~2 s; a slow disk or a
 /// first migration after an upgrade can take longer).

@@ -1,0 +1,148 @@
+//! `instance rename OLD NEW`: the unit, drop-in, directories, vhost, registry entry, port
+//! reservations and lock all move to the new name, in one transaction. The data directory
+//! is moved, not copied, so a rename costs no disk space and keeps file ownership.
+
+use super::lifecycle::{ActionResult, confirm, finish, step_restore_running};
+use super::{JOB_TIMEOUT, Locks, begin, find, render_dropin, resolve_version, step_dropin};
+use super::{step_save_state, step_start_healthy};
+use crate::domain::instance as inst;
+use crate::domain::layout::Layout;
+use crate::domain::state::State;
+use crate::domain::txn::{self, Plan};
+use crate::domain::validate;
+use crate::error::Failure;
+use crate::ops::Ctx;
+use crate::ops::vhost::{self, Providers, VhostRequest};
+use crate::sys;
+use crate::sys::systemd::{LazySystemd, Systemd};
+use anyhow::Result;
+use std::cell::Cell;
+
+/// Rename an instance (see the module doc). The server is down from the stop of the old
+/// unit until the new one answers (a few seconds).
+pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionResult> {
+    let new = validate::instance_name(new_name)?;
+    let (old, locks): (_, Locks) = begin(ctx, old_name)?;
+    let _new_lock = if ctx.globals.dry_run {
+        None
+    } else {
+        Some(ctx.lock_instance(new.as_str())?)
+    };
+    let before = State::load(&ctx.layout)?;
+    let e = find(&before, old.as_str())?.clone();
+    if before.instances.iter().any(|i| i.name == new.as_str()) {
+        return Err(
+            Failure::validation(format!("instance '{}' already exists", new.as_str()))
+                .hint("pick a name that `abssctl instance list` does not show")
+                .into(),
+        );
+    }
+    let (old_dir, new_dir) = (
+        ctx.layout.instance_dir(&e.name),
+        ctx.layout.instance_dir(new.as_str()),
+    );
+    if sys::instdir::exists(&new_dir) {
+        return Err(
+            Failure::validation(format!("{} already exists", new_dir.display()))
+                .hint("move it away first (it may hold the data of a deleted instance)")
+                .into(),
+        );
+    }
+    confirm(
+        ctx,
+        &format!(
+            "rename '{}' to '{}' (the server restarts)?",
+            e.name,
+            new.as_str()
+        ),
+        "rename",
+    )?;
+
+    let mut after = before.clone();
+    let mut moved = e.clone();
+    moved.name = new.as_str().to_string();
+    moved.data_dir = ctx.layout.data_dir(new.as_str());
+    moved.last_changed = time::OffsetDateTime::now_utc();
+    for i in after.instances.iter_mut().filter(|i| i.name == e.name) {
+        *i = moved.clone();
+    }
+    for r in after.ports.iter_mut().filter(|r| r.instance == e.name) {
+        r.instance = moved.name.clone();
+    }
+    let resolved = resolve_version(&ctx.layout, &moved.version_binding)?;
+    let dropin = render_dropin(&ctx.layout, &moved, &resolved)?;
+
+    let (old_unit, new_unit) = (Layout::unit_name(&e.name), Layout::unit_name(&moved.name));
+    let sd = LazySystemd::new();
+    let nginx = super::LazyNginx::default();
+    let sdr: &dyn Systemd = &sd;
+    let prov = Providers {
+        systemd: &sd,
+        nginx: &nginx,
+    };
+    let layout = ctx.layout.clone();
+    let was_active = !ctx.globals.dry_run
+        && sd
+            .unit_status(std::slice::from_ref(&old_unit))?
+            .first()
+            .is_some_and(|s| s.active_state == "active");
+    let timing = Cell::new(None);
+    let mut plan = Plan::new();
+    step_restore_running(&mut plan, sdr, old_unit.clone(), e.port, was_active);
+    {
+        let units = vec![old_unit.clone()];
+        plan.step(
+            "unit_stop_disable",
+            format!("stop and disable {old_unit}"),
+            move || {
+                sdr.stop_unit(&units[0], JOB_TIMEOUT)?;
+                sdr.disable_units(&units)?;
+                txn::undo(move || sdr.enable_units(&units))
+            },
+        );
+    }
+    step_dropin(&mut plan, sdr, inst::dropin_path(&layout, &e.name), None);
+    vhost::plan_remove(ctx, &old, prov, &mut plan)?;
+    {
+        let (from, to) = (old_dir.clone(), new_dir.clone());
+        plan.step(
+            "move_dirs",
+            format!("move {} to {}", old_dir.display(), new_dir.display()),
+            move || {
+                sys::instdir::rename_dir(&from, &to)?;
+                txn::undo(move || sys::instdir::rename_dir(&to, &from))
+            },
+        );
+    }
+    step_save_state(
+        &mut plan,
+        &layout,
+        &locks,
+        &before,
+        &after,
+        format!("rename '{}' to '{}' in the registry", e.name, moved.name),
+    );
+    step_dropin(
+        &mut plan,
+        sdr,
+        inst::dropin_path(&layout, &moved.name),
+        Some(dropin),
+    );
+    {
+        let units = vec![new_unit.clone()];
+        plan.step("unit_enable", format!("enable {new_unit}"), move || {
+            sdr.enable_units(&units)?;
+            txn::undo(move || sdr.disable_units(&units))
+        });
+    }
+    step_start_healthy(&mut plan, sdr, new_unit, moved.port, false, Some(&timing));
+    let req = VhostRequest {
+        name: new.clone(),
+        domain: validate::domain(&moved.domain)?,
+        port: moved.port,
+        https_port: moved.https_port,
+        custom_tls: moved.tls_cert.clone().zip(moved.tls_key.clone()),
+    };
+    vhost::plan_apply(ctx, &req, prov, &mut plan)?;
+    finish(ctx, plan, new.as_str(), "rename", &timing)
+}
