@@ -12,6 +12,7 @@ use crate::domain::validate::{self, VersionSpec};
 use crate::domain::vhost::TlsKind;
 use crate::error::{self, Failure};
 use crate::ops::Ctx;
+use crate::ops::version::InstallOpts;
 use crate::ops::vhost::{self, Providers, VhostRequest, VhostSummary};
 use crate::sys;
 use crate::sys::systemd::{LazySystemd, Systemd};
@@ -131,6 +132,26 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
                 .into());
             }
         };
+    validate::instance_name(&args.name)?;
+    // From nothing to serving in one command: with the version missing, install it first
+    // (before our locks: the install takes the global lock itself).
+    if !ctx.globals.dry_run && needs_install(&ctx.layout, &binding)? {
+        let no_current = super::current_version_dir(&ctx.layout)?.is_none();
+        let version = match &binding {
+            VersionBinding::Current => "latest".to_string(),
+            VersionBinding::Exact(v) => v.to_string(),
+        };
+        crate::ops::version::install(
+            ctx,
+            &InstallOpts {
+                version,
+                set_current: no_current,
+                include_prerelease: false,
+                offline: false,
+            },
+        )
+        .context("installing the Actual version the instance needs")?;
+    }
     let (name, locks): (_, Locks) = begin(ctx, &args.name)?;
     let name_s = name.as_str().to_string();
     let before = crate::domain::state::State::load(&ctx.layout)?;
@@ -186,9 +207,16 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
         });
     }
 
-    // With no version installed, install the newest compatible one first (the versions
-    // commands own how). CALL SEAM: ops::version::install is not in the tree yet.
-    let resolved: Resolved = resolve_version(&ctx.layout, &binding)?;
+    let resolved: Resolved = match resolve_version(&ctx.layout, &binding) {
+        Ok(r) => r,
+        // A dry run does not install: show where the version would go.
+        Err(_) if ctx.globals.dry_run && needs_install(&ctx.layout, &binding)? => Resolved {
+            version: binding.to_string(),
+            dir: ctx.layout.install_root.join("<to be installed>"),
+            node: ctx.layout.runtimes_dir.join("node"),
+        },
+        Err(e) => return Err(e),
+    };
 
     let mut after = before.clone();
     let now = time::OffsetDateTime::now_utc();
@@ -305,6 +333,16 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
         vhost: Some(vhost_summary),
         warnings,
         planned_actions: planned,
+    })
+}
+
+/// Is the version this binding names missing (no `current`, or no manifest)?
+fn needs_install(layout: &Layout, binding: &VersionBinding) -> Result<bool> {
+    Ok(match binding {
+        VersionBinding::Current => super::current_version_dir(layout)?.is_none(),
+        VersionBinding::Exact(v) => {
+            crate::ops::version::read_manifest(&layout.version_dir(&v.to_string()))?.is_none()
+        }
     })
 }
 
