@@ -1,0 +1,231 @@
+//! `abssctl instance ...` on the real binary against a temp root, for everything that does
+//! not need systemd: bad input exits 2 before any change, dry runs show the whole plan and
+//! write nothing, an empty registry lists without touching D-Bus. The systemd half runs in
+//! the container tier (tests/e2e/scenarios/30-instances.sh).
+#![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+fn abssctl(root: &Path) -> Command {
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("abssctl"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ABSSCTL_ROOT", root);
+    c
+}
+
+fn instances_file(root: &Path) -> PathBuf {
+    root.join("var/lib/abssctl/registry/instances.yml")
+}
+
+/// An installed version as `version install` leaves it (manifest only: nothing runs) and
+/// the machine's TLS certificate, so planning a create can pick its TLS source.
+fn machine(root: &Path) {
+    let vdir = root.join("srv/app/v26.9.0");
+    std::fs::create_dir_all(&vdir).unwrap();
+    let node = root.join("srv/app/runtimes/node-v22.23.3/bin/node");
+    let manifest = serde_json::json!({
+        "schema_version": 1, "package": "@actual-app/sync-server", "version": "26.9.0",
+        "integrity": "sha512-x", "engines_node": ">=22",
+        "runtime": {"kind": "managed", "version": "22.23.3", "node": node},
+        "npm_version": "12.2.1", "lockfile_sha256": "00", "size_bytes": 1,
+        "installed_at": "2026-11-26T08:00:00Z"
+    });
+    std::fs::write(vdir.join("manifest.json"), manifest.to_string()).unwrap();
+    let tls = root.join("etc/ssl/private");
+    std::fs::create_dir_all(&tls).unwrap();
+    std::fs::write(tls.join("cert.pem"), "cert").unwrap();
+    std::fs::write(tls.join("cert.key"), "key").unwrap();
+}
+
+fn registry_with_budget(root: &Path) {
+    let f = instances_file(root);
+    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+    std::fs::write(
+        &f,
+        "schema_version: 1\ninstances:\n  - name: budget\n    domain: budget.example.org\n    port: 5000\n    version_binding: current\n    data_dir: /srv/budget/data\n    created_at: 2026-11-26T08:00:00Z\n    last_changed: 2026-11-26T08:00:00Z\n    notes: \"\"\n",
+    )
+    .unwrap();
+}
+
+fn rc(c: &mut Command) -> (i32, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn empty_registry_lists_without_systemd() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = abssctl(tmp.path())
+        .args(["instance", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v, serde_json::json!({"schema_version": 1, "instances": []}));
+}
+
+#[test]
+fn bad_input_exits_2_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    machine(root);
+    registry_with_budget(root);
+    let before = std::fs::read(instances_file(root)).unwrap();
+    for (args, needle) in [
+        (
+            vec![
+                "instance",
+                "create",
+                "Bad_Name",
+                "--domain",
+                "a.example.org",
+            ],
+            "invalid instance name",
+        ),
+        (
+            vec!["instance", "create", "a", "--domain", "not a domain"],
+            "invalid domain",
+        ),
+        (
+            vec![
+                "instance",
+                "create",
+                "a",
+                "--domain",
+                "a.example.org",
+                "--port",
+                "80",
+            ],
+            "80",
+        ),
+        (
+            vec!["instance", "create", "a", "--domain", "budget.example.org"],
+            "already used by instance 'budget'",
+        ),
+        (
+            vec![
+                "instance",
+                "create",
+                "a",
+                "--domain",
+                "a.example.org",
+                "--version",
+                "v26.9.0",
+            ],
+            "invalid version",
+        ),
+        (
+            vec![
+                "instance",
+                "create",
+                "budget",
+                "--domain",
+                "other.example.org",
+            ],
+            "already exists",
+        ),
+        (
+            vec!["instance", "start", "nosuch"],
+            "no instance named 'nosuch'",
+        ),
+        (
+            vec!["instance", "logs", "nosuch"],
+            "no instance named 'nosuch'",
+        ),
+        (vec!["instance", "set-port", "budget", "80"], "80"),
+        (
+            vec!["instance", "set-domain", "budget", "bad domain"],
+            "invalid domain",
+        ),
+        (
+            vec!["instance", "rename", "budget", "Bad Name"],
+            "invalid instance name",
+        ),
+        (
+            vec!["instance", "delete", "nosuch", "--yes"],
+            "no instance named",
+        ),
+    ] {
+        let (code, err) = rc(abssctl(root).args(&args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    assert_eq!(std::fs::read(instances_file(root)).unwrap(), before);
+    assert!(!root.join("srv/a").exists());
+}
+
+#[test]
+fn delete_without_yes_and_without_a_terminal_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    registry_with_budget(root);
+    let (code, err) = rc(abssctl(root).args(["instance", "delete", "budget"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not confirmed"), "{err}");
+    assert!(
+        std::fs::read_to_string(instances_file(root))
+            .unwrap()
+            .contains("budget")
+    );
+}
+
+#[test]
+fn create_dry_run_plans_every_step_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    machine(root);
+    let out = abssctl(root)
+        .args([
+            "instance",
+            "create",
+            "budget",
+            "--domain",
+            "budget.example.org",
+            "--version",
+            "26.9.0",
+            "--dry-run",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["changed"], false);
+    assert_eq!(v["url"], "https://budget.example.org/");
+    assert_eq!(v["unit"], "actual-sync@budget.service");
+    assert_eq!(v["version"], "26.9.0");
+    let actions: Vec<&str> = v["planned_actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "registry_write",
+            "instance_dirs",
+            "unit_dropin",
+            "unit_enable",
+            "unit_start",
+            "nginx_vhost_apply"
+        ]
+    );
+    assert!(!instances_file(root).exists());
+    assert!(!root.join("srv/budget").exists());
+    assert!(!root.join("etc/systemd/system").exists());
+}
