@@ -302,6 +302,21 @@ fn rendered_vhost_passes_a_real_nginx_test_and_is_enabled_relatively() {
         vec![format!("abssctl-budget.conf.bak-{}", c.op.op_id)]
     );
     assert_eq!(sd.reloads.borrow().len(), 2);
+
+    // Many changes later, only the newest backups are kept (the newest is this run's).
+    let mut last = c.op.op_id;
+    for port in 5002..5007 {
+        std::thread::sleep(Duration::from_millis(2));
+        let ci = ctx(&m.root);
+        apply(&ci, &request(port), &sd, &m.nginx).unwrap();
+        last = ci.op.op_id;
+    }
+    let baks = leftovers(&m.root);
+    assert_eq!(baks.len(), abssctl::sys::nginx::BACKUPS_KEPT, "{baks:?}");
+    assert_eq!(
+        baks.last().unwrap(),
+        &format!("abssctl-budget.conf.bak-{last}")
+    );
 }
 
 /// Files in sites-available other than the vhost itself.

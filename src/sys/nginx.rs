@@ -21,6 +21,9 @@ use std::time::Duration;
 
 /// Mode of vhost files: nginx config is not secret (ADR-031: 0644 root:root).
 pub const VHOST_MODE: u32 = 0o644;
+/// Backups `<file>.bak-<op_id>` kept per vhost; older ones are removed after a successful
+/// change. Op ids are UUIDv7, so their text order is their time order.
+pub const BACKUPS_KEPT: usize = 3;
 /// How long a reload job may take before it is reported as a failure.
 pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -311,6 +314,7 @@ pub fn install(
         }
     }
     test_or_restore(&change, tester, Some(domain))?;
+    prune_backups(paths, BACKUPS_KEPT)?;
     Ok(change)
 }
 
@@ -339,7 +343,37 @@ pub fn uninstall(paths: &VhostPaths, op_id: &str, tester: &dyn ConfigTest) -> Re
     fs::sync_dir(parent(&paths.file))?;
     fs::sync_dir(parent(&paths.link))?;
     test_or_restore(&change, tester, None)?;
+    prune_backups(paths, BACKUPS_KEPT)?;
     Ok(change)
+}
+
+/// Remove all but the newest `keep` backups of this vhost, so repeated set-port/set-domain
+/// runs do not fill sites-available. The newest is the one an undo of this run would use.
+pub fn prune_backups(paths: &VhostPaths, keep: usize) -> Result<Vec<PathBuf>> {
+    let dir = parent(&paths.file);
+    let prefix = match paths.file.file_name() {
+        Some(n) => format!("{}.bak-", n.to_string_lossy()),
+        None => return Ok(Vec::new()),
+    };
+    let mut baks = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry
+            .with_context(|| format!("listing {}", dir.display()))?
+            .path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        {
+            baks.push(path);
+        }
+    }
+    baks.sort();
+    let excess = baks.len().saturating_sub(keep);
+    let removed: Vec<PathBuf> = baks.into_iter().take(excess).collect();
+    for p in &removed {
+        fs::remove_file_if_exists(p)?;
+    }
+    Ok(removed)
 }
 
 /// Reload nginx over D-Bus. A stopped nginx is left stopped (it reads the files when it
