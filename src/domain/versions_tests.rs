@@ -1,5 +1,6 @@
 //! Tests of the pure version logic, on packuments captured from the real registry
 //! (trimmed; host names replaced).
+#![allow(clippy::unwrap_used)]
 
 use super::*;
 use crate::domain::validate::{VersionSpec, version as spec};

@@ -61,7 +61,18 @@ struct Toolchain {
 pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
     let spec = validate::version(&o.version)?;
     if o.offline {
-        return reinstall(ctx, &o.version);
+        let report = reinstall(ctx, &o.version)?;
+        if o.set_current && !ctx.globals.dry_run {
+            let vs = spec.to_string();
+            let switched = crate::ops::version_manage::point_current(ctx, &vs)?;
+            return Ok(report.changed(true)).map(|mut r| {
+                if switched {
+                    r.human.push_str(&format!("; current now points to {vs}"));
+                }
+                r
+            });
+        }
+        return Ok(report);
     }
     // Read-only first, so bad input is exit 2 for anyone; then root and the lock.
     let cfg = ctx.cfg().clone();
@@ -93,7 +104,7 @@ pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
             }
         );
         return Report::new(
-            &serde_json::json!({"installed": m, "changed": switched}),
+            &serde_json::json!({"installed": m, "changed": switched, "dry_run": ctx.globals.dry_run, "planned": []}),
             human,
         )
         .map(|r| r.changed(switched));
@@ -291,7 +302,7 @@ pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
         ),
     };
     Report::new(
-        &serde_json::json!({"installed": m, "planned": planned, "dry_run": ctx.globals.dry_run}),
+        &serde_json::json!({"installed": m, "changed": !ctx.globals.dry_run, "planned": planned, "dry_run": ctx.globals.dry_run}),
         human,
     )
     .map(|r| r.changed(!ctx.globals.dry_run))

@@ -333,6 +333,7 @@ pub fn npm_env(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
