@@ -178,3 +178,30 @@ fn mutations_refuse_to_run_unprivileged_and_change_nothing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+#[test]
+fn an_unreadable_config_file_is_an_environment_error() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to switch to an unprivileged user");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let etc = tmp.path().join("etc/abssctl");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("config.yml"), "ports: {base: 6000}\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(etc.join("config.yml"), PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(tmp.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(assert_cmd::cargo::cargo_bin("abssctl"))
+        .args(["config", "show"])
+        .env_clear()
+        .env("ABSSCTL_ROOT", tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    assert!(stderr.contains("hint: "), "{stderr}");
+}

@@ -20,6 +20,15 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        // Not a bug in abssctl: the operator lacks the rights (exit 3, with the next step).
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(crate::error::Failure::environment(format!(
+                "cannot read {}: permission denied",
+                path.display()
+            ))
+            .hint("run it with sudo, or make the file readable by this user")
+            .into())
+        }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
