@@ -133,6 +133,10 @@ fn variant<'a>(v: impl Into<Variant<'a>>) -> Result<OwnedVariant> {
     OwnedVariant::try_from(v.into()).context("encoding a D-Bus property")
 }
 
+/// Units whose properties are read at once (4 calls each, under dbus-daemon's limit of
+/// 128 pending replies per connection, with room for the signal subscription calls).
+const UNITS_IN_FLIGHT: usize = 24;
+
 /// systemd's "unset" marker for 64-bit numbers (e.g. MemoryCurrent without accounting).
 const U64_UNSET: u64 = u64::MAX;
 /// systemd's "unset" marker for a uid.
@@ -476,7 +480,11 @@ impl Systemd for DbusSystemd {
             let reads = rows
                 .into_iter()
                 .map(|r| self.status_of((r.0, r.2, r.3, r.4, r.6)));
-            futures_util::future::join_all(reads)
+            // Bounded: dbus-daemon caps pending replies per connection (128 on Debian's
+            // system bus), and each unit costs 4 concurrent property reads.
+            futures_util::stream::iter(reads)
+                .buffered(UNITS_IN_FLIGHT)
+                .collect::<Vec<_>>()
                 .await
                 .into_iter()
                 .collect()

@@ -291,6 +291,7 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
         &sd,
         inst::dropin_path(&layout, &name_s),
         Some(dropin),
+        false,
     );
     let unit_list = vec![unit.clone()];
     let sdr: &dyn Systemd = &sd;

@@ -246,7 +246,13 @@ pub fn delete(ctx: &mut Ctx, name: &str, purge_data: bool) -> Result<ActionResul
         sdr.disable_units(&units)?;
         txn::undo(move || sdr.enable_units(&units))
     });
-    step_dropin(&mut plan, sdr, inst::dropin_path(&layout, &e.name), None);
+    step_dropin(
+        &mut plan,
+        sdr,
+        inst::dropin_path(&layout, &e.name),
+        None,
+        true,
+    );
     step_save_state(
         &mut plan,
         &layout,
@@ -386,7 +392,7 @@ pub fn set(ctx: &mut Ctx, name: &str, change: &Change) -> Result<ActionResult> {
         &after,
         format!("record the new {} of '{}'", &action[4..], old.name),
     );
-    step_dropin(&mut plan, sdr, dropin_path, Some(dropin));
+    step_dropin(&mut plan, sdr, dropin_path, Some(dropin), true);
     if dropin_changed && (was_active || ctx.globals.dry_run) {
         step_start_healthy(&mut plan, sdr, unit, new.port, true, Some(&timing));
     }

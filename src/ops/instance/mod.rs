@@ -176,7 +176,12 @@ pub fn step_save_state<'a>(
 
 /// Write (Some) or remove (None) a file and reload systemd; the undo puts the previous
 /// content back and reloads again, so systemd never runs with a half-undone setup.
-fn swap_dropin(sd: &dyn Systemd, path: &Path, text: Option<&str>) -> Result<Option<String>> {
+fn swap_dropin(
+    sd: &dyn Systemd,
+    path: &Path,
+    text: Option<&str>,
+    reload: bool,
+) -> Result<Option<String>> {
     let previous = sys::fs::read_optional(path)?;
     if previous.as_deref() == text {
         return Ok(previous);
@@ -191,27 +196,34 @@ fn swap_dropin(sd: &dyn Systemd, path: &Path, text: Option<&str>) -> Result<Opti
             }
         }
     }
-    sd.daemon_reload()?;
+    if reload {
+        sd.daemon_reload()?;
+    }
     Ok(previous)
 }
 
 /// Step: the instance's drop-in becomes `text` (None: removed), then daemon-reload.
+/// Step: the instance's drop-in becomes `text` (None: removed), then daemon-reload unless
+/// `reload` is false because the next step reloads anyway (EnableUnitFiles does: one
+/// reload fewer on the create path). The undo always reloads.
 pub fn step_dropin<'a>(
     plan: &mut Plan<'a>,
     sd: &'a dyn Systemd,
     path: PathBuf,
     text: Option<String>,
+    reload: bool,
 ) {
-    let desc = match &text {
-        Some(_) => format!("write {} and reload systemd", path.display()),
-        None => format!("remove {} and reload systemd", path.display()),
+    let desc = match (&text, reload) {
+        (Some(_), true) => format!("write {} and reload systemd", path.display()),
+        (Some(_), false) => format!("write {}", path.display()),
+        (None, _) => format!("remove {} and reload systemd", path.display()),
     };
     plan.step("unit_dropin", desc, move || {
-        let previous = swap_dropin(sd, &path, text.as_deref())?;
+        let previous = swap_dropin(sd, &path, text.as_deref(), reload)?;
         if previous.as_deref() == text.as_deref() {
             return txn::no_undo();
         }
-        txn::undo(move || swap_dropin(sd, &path, previous.as_deref()).map(drop))
+        txn::undo(move || swap_dropin(sd, &path, previous.as_deref(), true).map(drop))
     });
 }
 

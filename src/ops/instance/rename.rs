@@ -101,7 +101,13 @@ pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionRes
             },
         );
     }
-    step_dropin(&mut plan, sdr, inst::dropin_path(&layout, &e.name), None);
+    step_dropin(
+        &mut plan,
+        sdr,
+        inst::dropin_path(&layout, &e.name),
+        None,
+        true,
+    );
     vhost::plan_remove(ctx, &old, prov, &mut plan)?;
     {
         let (from, to) = (old_dir.clone(), new_dir.clone());
@@ -127,6 +133,7 @@ pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionRes
         sdr,
         inst::dropin_path(&layout, &moved.name),
         Some(dropin),
+        false,
     );
     {
         let units = vec![new_unit.clone()];
