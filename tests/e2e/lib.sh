@@ -117,7 +117,14 @@ ct_up() {
 
     local netopt=()
     case $network in
-    host) ;;
+    host)
+        # The container's nginx binds the HOST's 80/443: say so up front when something
+        # (often another container kept up with --network host) already holds them.
+        local busy
+        busy=$(ss -Hltnp 2>/dev/null | awk '$4 ~ /:(80|443)$/' | head -3) || true
+        [[ -z $busy ]] || log "warning: host ports 80/443 are in use; nginx in the container will fail:
+$busy"
+        ;;
     private) netopt=(--private-network) ;;
     *) die "unknown network mode '$network' (host or private)" ;;
     esac
