@@ -229,6 +229,10 @@ pub fn step_dropin<'a>(
 
 /// The last journal lines of a unit, for an error hint; a failure to read them is said so.
 pub fn journal_tail(unit: &str) -> String {
+    // A service's output reaches journald through a stream socket, asynchronously: right
+    // after the process died its last lines may not be readable yet. Only failure paths
+    // come here, so a short pause costs nothing on the way to a working instance.
+    std::thread::sleep(Duration::from_millis(300));
     match sys::journal::read(&sys::journal::Query {
         unit: unit.to_string(),
         lines: Some(JOURNAL_TAIL),

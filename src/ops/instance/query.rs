@@ -51,7 +51,22 @@ pub struct ListResult {
     pub instances: Vec<InstanceView>,
 }
 
-fn view(layout: &Layout, e: &InstanceEntry, st: Option<&UnitStatus>) -> InstanceView {
+/// The installed version a binding resolves to; `None` when it is not installed (a fact
+/// to show), an error when it is installed but unreadable (a broken manifest).
+fn installed_version(layout: &Layout, binding: &VersionBinding) -> Result<Option<String>> {
+    let dir = match binding {
+        VersionBinding::Exact(v) => Some(layout.version_dir(&v.to_string())),
+        VersionBinding::Current => super::current_version_dir(layout)?,
+    };
+    match dir {
+        Some(d) if sys::instdir::exists(&d.join(crate::domain::versions::MANIFEST_FILE)) => {
+            Ok(Some(resolve_version(layout, binding)?.version))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn view(layout: &Layout, e: &InstanceEntry, st: Option<&UnitStatus>) -> Result<InstanceView> {
     let st = st.cloned().unwrap_or_default();
     let active = st.active_state == "active";
     let health = match (active, active && probe_health(e.port)) {
@@ -59,16 +74,14 @@ fn view(layout: &Layout, e: &InstanceEntry, st: Option<&UnitStatus>) -> Instance
         (true, false) => "down",
         _ => "stopped",
     };
-    InstanceView {
+    Ok(InstanceView {
         name: e.name.clone(),
         domain: e.domain.clone(),
         url: inst::url(&e.domain, e.https_port),
         port: e.port,
         https_port: e.https_port,
         version_binding: e.version_binding.clone(),
-        version: resolve_version(layout, &e.version_binding)
-            .ok()
-            .map(|r| r.version),
+        version: installed_version(layout, &e.version_binding)?,
         data_dir: e.data_dir.clone(),
         unit: Layout::unit_name(&e.name),
         load_state: st.load_state,
@@ -82,7 +95,7 @@ fn view(layout: &Layout, e: &InstanceEntry, st: Option<&UnitStatus>) -> Instance
         tls_source: e.tls_source,
         created_at: e.created_at,
         last_changed: e.last_changed,
-    }
+    })
 }
 
 /// Registry entries joined with one batched status read.
@@ -90,13 +103,13 @@ fn views(ctx: &Ctx, entries: &[&InstanceEntry]) -> Result<Vec<InstanceView>> {
     let units: Vec<String> = entries.iter().map(|e| Layout::unit_name(&e.name)).collect();
     let sd = LazySystemd::new();
     let statuses = sd.unit_status(&units)?;
-    Ok(entries
+    entries
         .iter()
         .map(|e| {
             let unit = Layout::unit_name(&e.name);
             view(&ctx.layout, e, statuses.iter().find(|s| s.unit == unit))
         })
-        .collect())
+        .collect()
 }
 
 /// Every instance (no lock: registry files are replaced by rename, a reader sees a whole
