@@ -13,7 +13,7 @@ use abssctl::domain::config::{self, Config};
 use abssctl::domain::layout::Layout;
 use abssctl::domain::txn::Plan;
 use abssctl::domain::validate;
-use abssctl::domain::vhost::{self, TemplateOrigin, TlsKind, TlsSource, VhostSpec};
+use abssctl::domain::vhost::{self, TlsKind, TlsSource, VhostSpec};
 use abssctl::error::{Kind, classify};
 use abssctl::ops::vhost::{Providers, VhostRequest, plan_apply, plan_remove};
 use abssctl::ops::{Ctx, OpState};
@@ -228,8 +228,7 @@ fn golden_spec(https_port: Option<u16>, kind: TlsKind, cert: &str, key: &str) ->
     };
     vhost::render(
         &spec,
-        vhost::EMBEDDED_TEMPLATE,
-        &TemplateOrigin::Embedded,
+        None,
         Path::new("/etc/abssctl/templates/nginx-vhost.conf.tera"),
     )
     .unwrap()

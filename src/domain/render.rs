@@ -12,10 +12,16 @@ use std::path::Path;
 pub const INSTANCE_DROPIN: &str = "instance-dropin.conf.tera";
 
 /// Every embedded template by file name.
-const EMBEDDED: &[(&str, &str)] = &[(
-    INSTANCE_DROPIN,
-    include_str!("../../templates/instance-dropin.conf.tera"),
-)];
+const EMBEDDED: &[(&str, &str)] = &[
+    (
+        INSTANCE_DROPIN,
+        include_str!("../../templates/instance-dropin.conf.tera"),
+    ),
+    (
+        crate::domain::vhost::TEMPLATE_NAME,
+        crate::domain::vhost::EMBEDDED_TEMPLATE,
+    ),
+];
 
 /// The built-in text of a template.
 pub fn embedded(name: &str) -> Option<&'static str> {

@@ -143,13 +143,6 @@ pub struct VhostSpec {
     pub tls: TlsSource,
 }
 
-/// Where the template text came from (the file header and errors name it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TemplateOrigin {
-    Embedded,
-    Override(PathBuf),
-}
-
 /// Characters that would end or bend an nginx directive if they appeared in a value.
 fn nginx_safe(s: &str) -> bool {
     !s.is_empty()
@@ -169,13 +162,13 @@ pub fn check_https_port(p: u16) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Render the vhost text. `template` is the embedded text or an operator override.
-/// A template that does not parse or render is the operator's input being wrong (exit 2);
-/// a rendered file that nginx rejects is found later by `nginx -t` (exit 4).
+/// Render the vhost text from the operator's override (`Some((path, text))`) or the
+/// built-in template, through the one renderer of `domain::render`. A template that does not
+/// parse or render is the operator's input being wrong (exit 2); a rendered file that nginx
+/// rejects is found later by `nginx -t` (exit 4).
 pub fn render(
     spec: &VhostSpec,
-    template: &str,
-    origin: &TemplateOrigin,
+    override_text: Option<(&Path, &str)>,
     override_path: &Path,
 ) -> Result<String, Failure> {
     for (what, p) in [("certificate", &spec.tls.cert), ("key", &spec.tls.key)] {
@@ -202,46 +195,7 @@ pub fn render(
     ctx.insert("server_upload_cap_mb", &server_upload_cap_mb());
     ctx.insert("override_path", &override_path.display().to_string());
 
-    let source = match origin {
-        TemplateOrigin::Embedded => format!("the built-in {TEMPLATE_NAME}"),
-        TemplateOrigin::Override(p) => p.display().to_string(),
-    };
-    let bad = |e: tera::Error| {
-        let hint = match origin {
-            TemplateOrigin::Embedded => "this is a bug in abssctl; please report it".to_string(),
-            TemplateOrigin::Override(p) => {
-                format!(
-                    "fix {} or remove it to use the built-in template",
-                    p.display()
-                )
-            }
-        };
-        Failure::validation(format!(
-            "template {source} does not render: {}",
-            one_line(&e)
-        ))
-        .hint(hint)
-    };
-    let mut tera = tera::Tera::new();
-    tera.autoescape_on(Vec::<&str>::new());
-    tera.add_raw_template(TEMPLATE_NAME, template)
-        .map_err(bad)?;
-    tera.render(TEMPLATE_NAME, &ctx).map_err(bad)
-}
-
-/// A tera error with its causes, on one line.
-fn one_line(e: &tera::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        parts.push(s.to_string());
-        src = s.source();
-    }
-    parts
-        .join(": ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::domain::render::render(TEMPLATE_NAME, override_text, &ctx)
 }
 
 /// The line of `nginx -t` output that says what is wrong: the first `[emerg]`, `[alert]`,
@@ -382,13 +336,7 @@ mod tests {
 
     #[test]
     fn rendered_vhost_has_the_required_directives() {
-        let out = render(
-            &spec(None),
-            EMBEDDED_TEMPLATE,
-            &TemplateOrigin::Embedded,
-            Path::new("/o"),
-        )
-        .unwrap();
+        let out = render(&spec(None), None, Path::new("/o")).unwrap();
         for want in [
             "listen 443 ssl http2;",
             "listen [::]:443 ssl http2;",
@@ -415,13 +363,7 @@ mod tests {
             assert!(!directives.contains(banned), "{banned} in\n{out}");
         }
         assert!(!out.contains("listen 8443"));
-        let with_port = render(
-            &spec(Some(8443)),
-            EMBEDDED_TEMPLATE,
-            &TemplateOrigin::Embedded,
-            Path::new("/o"),
-        )
-        .unwrap();
+        let with_port = render(&spec(Some(8443)), None, Path::new("/o")).unwrap();
         assert!(with_port.contains("listen 8443 ssl http2;"), "{with_port}");
         assert!(
             with_port.contains("listen [::]:8443 ssl http2;"),
@@ -433,8 +375,10 @@ mod tests {
     fn broken_override_is_a_validation_error_naming_the_file() {
         let err = render(
             &spec(None),
-            "server { {{ nope }",
-            &TemplateOrigin::Override("/etc/abssctl/templates/nginx-vhost.conf.tera".into()),
+            Some((
+                Path::new("/etc/abssctl/templates/nginx-vhost.conf.tera"),
+                "server { {{ nope }",
+            )),
             Path::new("/o"),
         )
         .unwrap_err();
@@ -451,25 +395,9 @@ mod tests {
     fn unsafe_paths_and_shared_ports_are_refused() {
         let mut s = spec(None);
         s.tls.cert = "/etc/ssl/my cert.pem".into();
-        assert!(
-            render(
-                &s,
-                EMBEDDED_TEMPLATE,
-                &TemplateOrigin::Embedded,
-                Path::new("/o")
-            )
-            .is_err()
-        );
+        assert!(render(&s, None, Path::new("/o")).is_err());
         s.tls.cert = "/etc/ssl/a;b".into();
-        assert!(
-            render(
-                &s,
-                EMBEDDED_TEMPLATE,
-                &TemplateOrigin::Embedded,
-                Path::new("/o")
-            )
-            .is_err()
-        );
+        assert!(render(&s, None, Path::new("/o")).is_err());
         assert!(check_https_port(443).is_err());
         assert!(check_https_port(8443).is_ok());
     }

@@ -5,7 +5,7 @@
 
 use crate::domain::txn::{self, Plan};
 use crate::domain::validate::{Domain, InstanceName};
-use crate::domain::vhost::{self, TemplateOrigin, TlsSource, VhostSpec};
+use crate::domain::vhost::{self, TlsSource, VhostSpec};
 use crate::ops::Ctx;
 use crate::sys;
 use crate::sys::nginx::{ConfigTest, VhostPaths};
@@ -71,13 +71,7 @@ pub fn prepare(ctx: &Ctx, req: &VhostRequest) -> Result<(String, VhostSummary)> 
     );
     let tls = vhost::select_tls(&candidates, sys::tls::is_readable_file)?;
     let override_path = ctx.layout.templates_dir.join(vhost::TEMPLATE_NAME);
-    let (template, origin) = match sys::fs::read_optional(&override_path)? {
-        Some(text) => (text, TemplateOrigin::Override(override_path.clone())),
-        None => (
-            vhost::EMBEDDED_TEMPLATE.to_string(),
-            TemplateOrigin::Embedded,
-        ),
-    };
+    let override_text = sys::fs::read_optional(&override_path)?;
     let spec = VhostSpec {
         instance: req.name.clone(),
         domain: req.domain.clone(),
@@ -85,7 +79,13 @@ pub fn prepare(ctx: &Ctx, req: &VhostRequest) -> Result<(String, VhostSummary)> 
         https_port: req.https_port,
         tls: tls.clone(),
     };
-    let text = vhost::render(&spec, &template, &origin, &override_path)?;
+    let text = vhost::render(
+        &spec,
+        override_text
+            .as_deref()
+            .map(|t| (override_path.as_path(), t)),
+        &override_path,
+    )?;
     let p = paths(ctx, &req.name);
     Ok((
         text,
