@@ -7,8 +7,8 @@ use crate::domain::txn::{self, Plan};
 use crate::domain::validate::{self, VersionSpec};
 use crate::domain::versions::{self, Manifest, RuntimeChoice, RuntimePolicy};
 use crate::error::{self, Failure};
-use crate::ops::Ctx;
 use crate::ops::version::{read_manifest, remove_tree};
+use crate::ops::{Ctx, instance};
 use crate::sys::{self, build, npm};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -279,9 +279,33 @@ pub fn switch(ctx: &mut Ctx, arg: &str) -> Result<Report> {
     ctx.require_root()?;
     let _g = ctx.lock_global()?;
     let link = ctx.layout.current_link.clone();
-    let mut plan = Plan::new();
     let already = current(ctx).as_deref() == Some(m.version.as_str());
+    let sd = sys::systemd::LazySystemd::new();
+    // Instances bound to `current` follow it: re-rendered, restarted when running.
+    let followers = if already {
+        Vec::new()
+    } else {
+        instance::follow::prepare(ctx, &sd, &m.version)?
+    };
+    let running: Vec<&str> = followers
+        .iter()
+        .filter(|f| f.was_active)
+        .map(|f| f.name.as_str())
+        .collect();
+    if !running.is_empty() {
+        instance::lifecycle::confirm(
+            ctx,
+            &format!(
+                "switch current to Actual {} (restarts {}; data migrates one way)?",
+                m.version,
+                running.join(", ")
+            ),
+            "version switch",
+        )?;
+    }
+    let mut plan = Plan::new();
     if !already {
+        instance::follow::plan_keep_running(&mut plan, &sd, &followers);
         let target = PathBuf::from(format!("v{}", m.version));
         let old = std::fs::read_link(&link).ok();
         plan.step(
@@ -295,16 +319,34 @@ pub fn switch(ctx: &mut Ctx, arg: &str) -> Result<Report> {
                 })
             },
         );
+        instance::follow::plan_follow(&mut plan, &sd, &followers, ctx.globals.dry_run);
     }
     ctx.record_plan(plan.planned_actions());
     plan.run(ctx.globals.dry_run)?;
+    let names: Vec<&str> = followers.iter().map(|f| f.name.as_str()).collect();
     let human = if already {
         format!("current already is {}", m.version)
-    } else {
+    } else if names.is_empty() {
         format!("current now points to {}", m.version)
+    } else {
+        format!(
+            "current now points to {}; instances following it: {} (running ones restarted healthy: {})",
+            m.version,
+            names.join(", "),
+            if running.is_empty() {
+                "none".to_string()
+            } else {
+                running.join(", ")
+            }
+        )
     };
     Report::new(
-        &serde_json::json!({"current": m.version, "changed": !already}),
+        &serde_json::json!({
+            "current": m.version,
+            "changed": !already,
+            "instances_following": names,
+            "instances_restarted": running,
+        }),
         human,
     )
     .map(|r| r.changed(!already && !ctx.globals.dry_run))

@@ -177,7 +177,7 @@ pub(super) fn step_restore_running<'a>(
 }
 
 /// Ask before a destructive or disruptive change (spec: delete, set-version, rename).
-pub(super) fn confirm(ctx: &Ctx, question: &str, what: &str) -> Result<()> {
+pub(crate) fn confirm(ctx: &Ctx, question: &str, what: &str) -> Result<()> {
     if ctx.globals.yes || ctx.globals.dry_run {
         return Ok(());
     }

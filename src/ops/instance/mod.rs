@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub mod create;
+pub mod follow;
 pub mod lifecycle;
 pub mod query;
 pub mod rename;

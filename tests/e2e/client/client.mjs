@@ -9,7 +9,9 @@
 //
 // Environment: ACTUAL_URL (https://budget.example.org/), ACTUAL_PASSWORD (or
 // ACTUAL_PASSWORD_FILE), ACTUAL_API_DIR (directory whose node_modules holds the pinned
-// @actual-app/api), NODE_EXTRA_CA_CERTS (the vhost's self-signed certificate).
+// client), ACTUAL_API_PKG (the package name to load there: an npm alias such as
+// `api-26.9.0` of `@actual-app/api@26.9.0`, so that several client versions share one
+// install and one native build; default `@actual-app/api`), NODE_EXTRA_CA_CERTS (the vhost's self-signed certificate).
 // Exit 0 on success; any failure prints one line and exits 1.
 
 import { createRequire } from 'node:module';
@@ -30,7 +32,7 @@ const password = process.env.ACTUAL_PASSWORD_FILE
   : need('ACTUAL_PASSWORD');
 const apiDir = need('ACTUAL_API_DIR');
 const require = createRequire(join(apiDir, 'package.json'));
-const api = await import(pathToFileURL(require.resolve('@actual-app/api')).href);
+const api = await import(pathToFileURL(require.resolve(process.env.ACTUAL_API_PKG || '@actual-app/api')).href);
 
 const [mode, ...args] = process.argv.slice(2);
 const dataDir = mkdtempSync(join(tmpdir(), 'actual-client-'));

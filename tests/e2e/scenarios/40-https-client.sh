@@ -1,10 +1,13 @@
 #!/bin/bash
 # e2e-network: host  (the registry: version install and the client install need it)
 #
-# An instance serves users over HTTPS through its nginx vhost: the official client
+# Instances serve users over HTTPS through their nginx vhosts: the official client
 # `@actual-app/api` (same version as the server) creates a budget, adds transactions, syncs,
 # and a FRESH client downloads them again through https://<domain>/, the domain resolved to
 # 127.0.0.1 and the self-signed certificate (made the way TurnKey makes its own) trusted.
+# Two instances on two versions serve their clients side by side; `version switch` moves
+# the instance bound to `current` to the newer version (restarted, data migrated) and the
+# newer client reads what the older one wrote.
 # Then the fault: an operator template that nginx rejects makes set-domain exit 4 with
 # nginx's first error line, the vhost stays byte-identical, and the client still gets its
 # data through the old vhost.
@@ -15,27 +18,33 @@ set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/../lib.sh"
 
-VERSION=${E2E_ACTUAL_VERSION:-26.9.0}
+VERSION=26.8.1 # current at first; `budget` follows it
+NEWER=26.9.0   # the instance `newer` is bound to it; then `version switch` moves current
 DOMAIN=budget.e2e.test
 DOMAIN2=money.e2e.test
+DOMAIN3=newer.e2e.test
 CLIENT_SRC=$E2E_DIR/client
-[[ -f $CLIENT_SRC/$VERSION/package.json ]] ||
-    die "no pinned client for server $VERSION: add tests/e2e/client/$VERSION/package.json"
+for v in $VERSION $NEWER; do
+    grep -q "\"api-$v\": \"npm:@actual-app/api@$v\"" "$CLIENT_SRC/package.json" ||
+        die "no pinned client for server $v: add the alias api-$v to tests/e2e/client/package.json"
+done
 
 step "TLS: the system certificate as TurnKey makes it (key, then cert.pem = cert + key + DH)"
 must "self-signed /etc/ssl/private/cert.{pem,key} for $DOMAIN and $DOMAIN2" in_ct_sh "
     install -d -m 0700 /etc/ssl/private
     cd /etc/ssl/private
     openssl req -x509 -nodes -newkey rsa:2048 -sha256 -days 3650 -subj /CN=$DOMAIN \
-        -addext subjectAltName=DNS:$DOMAIN,DNS:$DOMAIN2 -keyout cert.key -out cert.crt 2>/dev/null
+        -addext subjectAltName=DNS:$DOMAIN,DNS:$DOMAIN2,DNS:$DOMAIN3 -keyout cert.key -out cert.crt 2>/dev/null
     openssl dhparam -dsaparam -out dhparams.pem 2048 2>/dev/null
     cat cert.crt cert.key dhparams.pem > cert.pem
     chmod 0400 cert.pem cert.key
     cp cert.crt /root/e2e-ca.crt
-    printf '127.0.0.1 %s %s\n' $DOMAIN $DOMAIN2 >> /etc/hosts"
+    printf '127.0.0.1 %s %s %s\n' $DOMAIN $DOMAIN2 $DOMAIN3 >> /etc/hosts"
 
-step "Actual $VERSION installed and an instance created with a password"
-must "abssctl version install $VERSION" in_ct abssctl version install "$VERSION"
+step "Actual $VERSION installed as current, $NEWER beside it; an instance created with a password"
+must "abssctl version install $VERSION --set-current" in_ct abssctl version install "$VERSION" --set-current
+must "abssctl version install $NEWER" in_ct abssctl version install "$NEWER"
+check "current is still $VERSION" in_ct_sh "test \"\$(readlink /srv/app/current)\" = v$VERSION"
 head -c 18 /dev/urandom | base64 >"$CT_SHARE/password"
 must "abssctl instance create budget --domain $DOMAIN --password-file" \
     in_ct abssctl instance create budget --domain "$DOMAIN" --password-file /share/password
@@ -57,10 +66,10 @@ check "http:// redirects to https://" in_ct_sh \
 check "the server's COOP/COEP headers pass through" in_ct_sh \
     "h=\$(curl -sSI --cacert /root/e2e-ca.crt https://$DOMAIN/); echo \"\$h\" | grep -qi '^cross-origin-opener-policy: same-origin' && echo \"\$h\" | grep -qi '^cross-origin-embedder-policy: require-corp'"
 
-step "the official client @actual-app/api $VERSION, installed with the managed Node runtime"
+step "the official clients @actual-app/api $VERSION and $NEWER, installed with the managed Node runtime"
 cp "$CLIENT_SRC/client.mjs" "$CT_SHARE/client.mjs"
-cp "$CLIENT_SRC/$VERSION/package.json" "$CT_SHARE/client-package.json"
-must "npm install of the pinned client" in_ct_sh '
+cp "$CLIENT_SRC/package.json" "$CT_SHARE/client-package.json"
+must "npm install of the pinned clients" in_ct_sh '
     rt=$(ls -d /srv/app/runtimes/node-v22* | tail -1)
     npmcli=$(ls -d /srv/app/runtimes/npm-v*/bin/npm-cli.js | tail -1)
     mkdir -p /root/client && cp /share/client.mjs /root/client/ && cp /share/client-package.json /root/client/package.json
@@ -71,9 +80,17 @@ must "npm install of the pinned client" in_ct_sh '
         { tail -20 /root/client/npm.log; exit 1; }
     ln -sfn "$rt/bin/node" /root/client/node'
 
+# client [--api VERSION] <url> <mode> args...: the client of that server version (default $VERSION)
 client() {
+    local api=$VERSION
+    if [[ $1 == --api ]]; then api=$2; shift 2; fi
     in_ct env ACTUAL_URL="$1" ACTUAL_PASSWORD_FILE=/share/password ACTUAL_API_DIR=/root/client \
-        NODE_EXTRA_CA_CERTS=/root/e2e-ca.crt /root/client/node /root/client/client.mjs "${@:2}"
+        ACTUAL_API_PKG="api-$api" NODE_EXTRA_CA_CERTS=/root/e2e-ca.crt \
+        /root/client/node /root/client/client.mjs "${@:2}"
+}
+# info_version <domain>: the server version /info reports through the vhost
+info_version() {
+    in_ct curl -sS --cacert /root/e2e-ca.crt "https://$1/info" | jq -r '.build.version'
 }
 out=$(client "https://$DOMAIN/" write e2e40 2>"$CT_SHARE/client-write.err") || true
 SYNC_ID=$(jq -r '.syncId // empty' <<<"$out" 2>/dev/null || true)
@@ -113,6 +130,32 @@ check "no enabled vhost names $DOMAIN any more" in_ct_sh \
     "! grep -rqs 'server_name $DOMAIN;' /etc/nginx/sites-enabled/"
 check "http://$DOMAIN/ is no longer redirected by the instance's vhost" in_ct_sh \
     "test \"\$(curl -sS -o /dev/null -w '%{http_code}' http://$DOMAIN/)\" != 301"
+
+step "a second instance on Actual $NEWER beside the first ($VERSION): both serve their own client"
+must "abssctl instance create newer --domain $DOMAIN3 --version $NEWER --password-file" \
+    in_ct abssctl instance create newer --domain "$DOMAIN3" --version "$NEWER" --password-file /share/password
+check "https://$DOMAIN2/info reports $VERSION" test "$(info_version "$DOMAIN2")" = "$VERSION"
+check "https://$DOMAIN3/info reports $NEWER" test "$(info_version "$DOMAIN3")" = "$NEWER"
+out=$(client --api "$NEWER" "https://$DOMAIN3/" write e2e40n 2>"$CT_SHARE/client-write-newer.err") || true
+SYNC3=$(jq -r '.syncId // empty' <<<"$out" 2>/dev/null || true)
+ACCOUNT3=$(jq -r '.accountId // empty' <<<"$out" 2>/dev/null || true)
+must "client $NEWER: budget created and synced via https://$DOMAIN3/" \
+    sh -c "test -n '$SYNC3' && test -n '$ACCOUNT3' || { tail -20 '$CT_SHARE/client-write-newer.err'; exit 1; }"
+check "fresh client $NEWER downloads its 5 transactions via https://$DOMAIN3/" \
+    client --api "$NEWER" "https://$DOMAIN3/" read "$SYNC3" "$ACCOUNT3" 5 e2e40n
+check "... while the $VERSION instance still serves its client via https://$DOMAIN2/" \
+    client "https://$DOMAIN2/" read "$SYNC_ID" "$ACCOUNT_ID" 5 e2e40
+
+step "version switch $NEWER: the instance bound to current follows (restarted healthy, data migrated)"
+pid_before=$(in_ct systemctl show -P MainPID actual-sync@budget.service)
+must "abssctl -y version switch $NEWER" in_ct abssctl -y version switch "$NEWER"
+check "current points to v$NEWER" in_ct_sh "test \"\$(readlink /srv/app/current)\" = v$NEWER"
+check "budget was restarted (new main pid)" in_ct_sh \
+    "test \"\$(systemctl show -P MainPID actual-sync@budget.service)\" != $pid_before"
+check "https://$DOMAIN2/info now reports $NEWER" test "$(info_version "$DOMAIN2")" = "$NEWER"
+check "fresh client $NEWER downloads what client $VERSION wrote, via https://$DOMAIN2/" \
+    client --api "$NEWER" "https://$DOMAIN2/" read "$SYNC_ID" "$ACCOUNT_ID" 5 e2e40
+check "newer (bound to $NEWER exactly) was left alone" test "$(info_version "$DOMAIN3")" = "$NEWER"
 
 step "--https-port: a TLS listener of its own for a machine without DNS"
 must "abssctl instance create lan --domain lan.e2e.test --https-port 8443" \
