@@ -387,8 +387,85 @@ pub fn reload(systemd: &dyn Systemd) -> Result<bool> {
         tracing::warn!("{NGINX_UNIT} is not running; the vhost takes effect when it starts");
         return Ok(false);
     }
+    let master = status.first().map_or(0, |s| s.main_pid);
+    let old_workers = children(master);
     systemd
         .reload_unit(NGINX_UNIT, RELOAD_TIMEOUT)
         .with_context(|| format!("reloading {NGINX_UNIT}"))?;
+    wait_new_generation(master, &old_workers);
     Ok(true)
+}
+
+/// nginx.service's ExecReload only SIGHUPs the master, so the reload job ends before nginx
+/// has read the new files: a request right after it can still meet an old worker and the
+/// old configuration (seen: a new vhost answered by another site). Wait, briefly, until the
+/// master has new workers and the old ones are gone. Old workers finishing long requests
+/// must not block the command: after the limit it goes on, and says so in the log.
+fn wait_new_generation(master: u32, old_workers: &[u32]) {
+    if master == 0 || old_workers.is_empty() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + GENERATION_WAIT;
+    loop {
+        let now = children(master);
+        let fresh = now.iter().any(|p| !old_workers.contains(p));
+        let old_left = now.iter().any(|p| old_workers.contains(p));
+        if fresh && !old_left {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            tracing::info!(
+                fresh,
+                old_left,
+                "nginx reload: old workers still running after {}s; going on",
+                GENERATION_WAIT.as_secs()
+            );
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// How long to wait for nginx's workers to change over after a reload.
+const GENERATION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// PIDs whose parent is `pid`, from /proc (empty when it cannot be read).
+fn children(pid: u32) -> Vec<u32> {
+    if pid == 0 {
+        return Vec::new();
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|st| {
+                    // Field 4 (ppid) follows the command name, which is in parentheses and
+                    // may itself contain spaces: split after the last ')'.
+                    let rest = &st[st.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_finds_a_spawned_process_and_nothing_for_pid_0() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let kids = children(std::process::id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(kids.contains(&child.id()), "{kids:?}");
+        assert!(children(0).is_empty());
+    }
 }
