@@ -205,3 +205,35 @@ fn an_unreadable_config_file_is_an_environment_error() {
     assert!(stderr.contains("permission denied"), "{stderr}");
     assert!(stderr.contains("hint: "), "{stderr}");
 }
+
+#[test]
+fn a_port_in_use_by_a_process_is_refused_naming_the_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A real listener held by this test process: the probe must find it in /proc.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    if port < 1024 {
+        return;
+    }
+    let out = abssctl(tmp.path())
+        .args(["ports", "reserve", "budget", "--port", &port.to_string()])
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("port {port} is in use")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pid {}", std::process::id())),
+        "the holder is named: {stderr}"
+    );
+    assert!(
+        !tmp.path()
+            .join("var/lib/abssctl/registry/ports.yml")
+            .exists()
+    );
+    drop(listener);
+}
