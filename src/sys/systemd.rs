@@ -396,6 +396,15 @@ impl DbusSystemd {
         }
     }
 
+    /// Manager.Reload: systemd re-reads unit files and drop-ins.
+    async fn reload_unit_files(&self) -> Result<()> {
+        self.manager()
+            .await?
+            .reload()
+            .await
+            .map_err(|e| dbus_failure("reload", "the unit files", e))
+    }
+
     /// Drop our reference so systemd collects the unit. A failure here leaves a dead
     /// transient unit behind until reboot, which is worth a warning but not a failed build.
     async fn unref(&self, manager: &ManagerProxy<'_>, unit: &str) {
@@ -410,13 +419,7 @@ type UnitRow = (String, String, String, String, OwnedObjectPath);
 
 impl Systemd for DbusSystemd {
     fn daemon_reload(&self) -> Result<()> {
-        self.rt.block_on(async {
-            self.manager()
-                .await?
-                .reload()
-                .await
-                .map_err(|e| dbus_failure("reload", "the unit files", e))
-        })
+        self.rt.block_on(self.reload_unit_files())
     }
 
     fn enable_units(&self, units: &[String]) -> Result<()> {
@@ -427,11 +430,7 @@ impl Systemd for DbusSystemd {
                 .await
                 .map_err(|e| dbus_failure("enable", &units.join(" "), e))?;
             // As systemctl does: without a reload, UnitFileState keeps the old answer.
-            self.manager()
-                .await?
-                .reload()
-                .await
-                .map_err(|e| dbus_failure("reload", "the unit files", e))
+            self.reload_unit_files().await
         })
     }
 
@@ -442,11 +441,7 @@ impl Systemd for DbusSystemd {
                 .disable_unit_files(units.to_vec(), false)
                 .await
                 .map_err(|e| dbus_failure("disable", &units.join(" "), e))?;
-            self.manager()
-                .await?
-                .reload()
-                .await
-                .map_err(|e| dbus_failure("reload", "the unit files", e))
+            self.reload_unit_files().await
         })
     }
 
