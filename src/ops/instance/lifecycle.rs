@@ -116,14 +116,7 @@ pub fn run_verb(ctx: &mut Ctx, name: &str, verb: Verb) -> Result<ActionResult> {
                     .as_ref()
                     .is_some_and(|s| s.active_state != "activating") => {}
         Verb::Stop => {
-            let port = e.port;
-            plan.step("unit_stop", format!("stop {unit}"), move || {
-                sdr.stop_unit(&unit, JOB_TIMEOUT)?;
-                txn::undo(move || {
-                    sdr.start_unit(&unit, JOB_TIMEOUT)?;
-                    super::wait_healthy(sdr, &unit, port, 0, super::HEALTH_TIMEOUT).map(drop)
-                })
-            });
+            super::step_stop(&mut plan, sdr, unit, e.port);
         }
         Verb::Enable if enabled => {}
         Verb::Enable => {
@@ -230,17 +223,7 @@ pub fn delete(ctx: &mut Ctx, name: &str, purge_data: bool) -> Result<ActionResul
         },
         &mut plan,
     )?;
-    {
-        let unit = unit.clone();
-        let port = e.port;
-        plan.step("unit_stop", format!("stop {unit}"), move || {
-            sdr.stop_unit(&unit, JOB_TIMEOUT)?;
-            txn::undo(move || {
-                sdr.start_unit(&unit, JOB_TIMEOUT)?;
-                super::wait_healthy(sdr, &unit, port, 0, super::HEALTH_TIMEOUT).map(drop)
-            })
-        });
-    }
+    super::step_stop(&mut plan, sdr, unit.clone(), e.port);
     let units = vec![unit.clone()];
     plan.step("unit_disable", format!("disable {unit}"), move || {
         sdr.disable_units(&units)?;

@@ -314,6 +314,18 @@ pub fn restarts_now(sd: &dyn Systemd, unit: &str) -> Result<u32> {
         .unwrap_or(0))
 }
 
+/// Step: stop the unit; undo starts it again and waits for /health, so a rolled-back
+/// stop leaves the instance serving as before.
+pub fn step_stop<'a>(plan: &mut Plan<'a>, sd: &'a dyn Systemd, unit: String, port: u16) {
+    plan.step("unit_stop", format!("stop {unit}"), move || {
+        sd.stop_unit(&unit, JOB_TIMEOUT)?;
+        txn::undo(move || {
+            sd.start_unit(&unit, JOB_TIMEOUT)?;
+            wait_healthy(sd, &unit, port, 0, HEALTH_TIMEOUT).map(drop)
+        })
+    });
+}
+
 /// Step: start (or restart) the unit and wait for /health; undo stops it.
 pub fn step_start_healthy<'a>(
     plan: &mut Plan<'a>,
