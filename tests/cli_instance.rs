@@ -218,6 +218,7 @@ fn create_dry_run_plans_every_step_and_writes_nothing() {
         actions,
         [
             "registry_write",
+            "instance_user",
             "instance_dirs",
             "unit_dropin",
             "unit_enable",

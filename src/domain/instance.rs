@@ -21,6 +21,40 @@ pub const INSTANCE_DIR_MODE: u32 = 0o750;
 /// Mode of the drop-in: not secret, systemd reads it as root.
 pub const DROPIN_MODE: u32 = 0o644;
 
+/// Every instance runs as its own system account, so a compromised server (Actual does bank
+/// sync and runs third-party code) cannot read another family's budgets: `actual-<name>`.
+pub const USER_PREFIX: &str = "actual-";
+/// Longest account name we derive: systemd refuses (or warns about) `User=` names longer
+/// than 31 characters (UT_NAMESIZE - 1), while instance names may have 32.
+pub const USER_NAME_MAX: usize = 31;
+/// The account every instance shared before per-instance accounts (`service_user` in the
+/// configuration, shipped by sysusers.d). An instance named `sync` must not get it.
+pub const LEGACY_USER: &str = "actual-sync";
+
+/// The system account (and its group, of the same name) of instance `name`.
+///
+/// `actual-<name>` when that fits in [`USER_NAME_MAX`] and is not the legacy shared account;
+/// otherwise `actual-<first 15 characters>_<8 hex digits of SHA-256(name)>`. Instance names
+/// never contain `_`, so a hashed name can never equal the plain name of another instance;
+/// two long names sharing a 15-character prefix collide only on a 32-bit hash collision, and
+/// the account's comment ([`user_comment`]) names its instance, which creation checks.
+pub fn service_user(name: &str) -> String {
+    let plain = format!("{USER_PREFIX}{name}");
+    if plain.len() <= USER_NAME_MAX && plain != LEGACY_USER {
+        return plain;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let head: String = name.chars().take(15).collect();
+    format!("{USER_PREFIX}{head}_{}", hex::encode(&digest[..4]))
+}
+
+/// The comment (GECOS) of an instance's account: it says which instance owns it, so abssctl
+/// never takes over an account of the same name that it did not make for this instance.
+pub fn user_comment(name: &str) -> String {
+    format!("Actual Budget instance {name} (abssctl)")
+}
+
 /// The server's entry point inside an installed version directory.
 pub fn server_js(version_dir: &Path) -> PathBuf {
     version_dir.join("node_modules/@actual-app/sync-server/build/bin/actual-server.js")
@@ -35,6 +69,8 @@ pub fn dropin_path(layout: &Layout, name: &str) -> PathBuf {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DropinInput {
     pub name: String,
+    /// The account the server runs as ([`service_user`]).
+    pub user: String,
     pub port: u16,
     pub data_dir: PathBuf,
     pub version: String,
@@ -66,6 +102,7 @@ fn unit_path(what: &str, p: &Path) -> Result<String, Failure> {
 pub fn dropin_context(input: &DropinInput) -> Result<tera::Context, Failure> {
     let mut ctx = tera::Context::new();
     ctx.insert("name", &input.name);
+    ctx.insert("user", &input.user);
     ctx.insert("port", &input.port);
     ctx.insert("hostname", LISTEN_HOST);
     ctx.insert("data_dir", &unit_path("data directory", &input.data_dir)?);
@@ -136,6 +173,7 @@ mod tests {
     fn input() -> DropinInput {
         DropinInput {
             name: "budget".into(),
+            user: service_user("budget"),
             port: 5000,
             data_dir: "/srv/budget/data".into(),
             version: "26.9.0".into(),
@@ -152,6 +190,8 @@ mod tests {
                 .unwrap();
         for line in [
             "[Service]",
+            "User=actual-budget",
+            "Group=actual-budget",
             "Environment=ACTUAL_PORT=5000",
             "Environment=ACTUAL_HOSTNAME=127.0.0.1",
             "Environment=ACTUAL_DATA_DIR=/srv/budget/data",
@@ -172,6 +212,51 @@ mod tests {
         let env = env_of(&text);
         assert_eq!(env[0], ("ACTUAL_PORT".to_string(), "5000".to_string()));
         assert_eq!(env.len(), 9);
+    }
+
+    #[test]
+    fn service_user_fits_systemd_and_never_collides() {
+        assert_eq!(service_user("budget"), "actual-budget");
+        assert_eq!(
+            user_comment("budget"),
+            "Actual Budget instance budget (abssctl)"
+        );
+        // 24 characters is the longest name that stays plain (7 + 24 = 31).
+        let n24 = "a".repeat(24);
+        assert_eq!(service_user(&n24), format!("actual-{n24}"));
+        // Longer names (up to the 32 an instance may have) are shortened, deterministically.
+        let n25 = format!("{n24}b");
+        let u25 = service_user(&n25);
+        assert_eq!(u25.len(), USER_NAME_MAX, "{u25}");
+        assert!(u25.starts_with("actual-aaaaaaaaaaaaaaa_"), "{u25}");
+        assert_eq!(u25, service_user(&n25));
+        let n32 = format!("{}-2", "family-budget-of-the-smiths-x");
+        let n32b = format!("{}-3", "family-budget-of-the-smiths-x");
+        assert_eq!(n32.len(), 31);
+        assert_ne!(service_user(&n32), service_user(&n32b));
+        // The legacy shared account is never an instance's own.
+        assert_ne!(service_user("sync"), LEGACY_USER);
+        assert!(service_user("sync").contains('_'));
+        // Every derived name is a valid systemd user name: [a-z_][a-z0-9_-]*, <= 31.
+        for n in [
+            "a",
+            "budget",
+            "sync",
+            &n24,
+            &n25,
+            &n32,
+            &"z9-".repeat(10)[..29],
+        ] {
+            let u = service_user(n);
+            assert!(u.len() <= USER_NAME_MAX, "{u}");
+            assert!(
+                u.bytes().all(|b| b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || b == b'-'
+                    || b == b'_'),
+                "{u}"
+            );
+        }
     }
 
     #[test]

@@ -19,3 +19,4 @@ pub mod secret;
 pub mod statefile;
 pub mod systemd;
 pub mod tls;
+pub mod users;

@@ -82,21 +82,28 @@ fn bootstrap(port: u16, password: &str) -> Result<Option<String>> {
     )))
 }
 
-/// The directories: `<instance_root>/<name>` (root, group of the service user, 0750) and
-/// its `data` (service user, 0700). Undo removes only what this run created.
+/// The directories: `<instance_root>/<name>` (root, group of the instance's account, 0750)
+/// and its `data` (the instance's account, 0700). Comes after the account step (the ids are
+/// read when it applies). Undo removes only what this run created.
 fn step_dirs<'a>(plan: &mut Plan<'a>, layout: &Layout, name: &str, user: String) {
     let root = layout.instance_root.clone();
     let dir = layout.instance_dir(name);
     let data = layout.data_dir(name);
+    let accounts = sys::users::Accounts::new(&layout.root);
     plan.step(
         "instance_dirs",
         format!(
-            "create {} (0750) and {} (0700, owned by {user})",
+            "create {} (0750, group {user}) and {} (0700, owned by {user})",
             dir.display(),
             data.display()
         ),
         move || {
-            let (uid, gid) = sys::instdir::service_ids(&user)?;
+            let acct = accounts.lookup(&user)?.ok_or_else(|| {
+                anyhow::Error::from(Failure::environment(format!(
+                    "the system account {user} does not exist"
+                )))
+            })?;
+            let (uid, gid) = (acct.uid, acct.gid);
             sys::fs::create_dir_all_mode(&root, 0o755)?;
             let made_dir = sys::instdir::ensure_dir(&dir, inst::INSTANCE_DIR_MODE, Some((0, gid)))?;
             let made_data = sys::instdir::ensure_dir(&data, inst::DATA_DIR_MODE, Some((uid, gid)))?;
@@ -258,6 +265,8 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
     };
     after.instances.push(entry.clone());
     let dropin = render_checked(&ctx.layout, &entry, &resolved)?;
+    // Its own account (a foreign one of that name is refused here, before any change).
+    let adopt = super::account::Adopt::prepare(&ctx.layout, &name_s, &ctx.cfg().service_user)?;
     let password = match &args.password {
         Some(PasswordSource::File(p)) => Some(sys::secret::from_file(p)?),
         Some(PasswordSource::Stdin) => Some(sys::secret::from_stdin()?),
@@ -285,7 +294,10 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
             layout.instances_file.display()
         ),
     );
-    step_dirs(&mut plan, &layout, &name_s, ctx.cfg().service_user.clone());
+    adopt.plan_account(&mut plan);
+    // Data kept by a delete from before per-instance accounts is handed over first.
+    adopt.plan_data_owner(&mut plan);
+    step_dirs(&mut plan, &layout, &name_s, adopt.user().to_string());
     step_dropin(
         &mut plan,
         &sd,

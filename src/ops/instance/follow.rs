@@ -23,6 +23,8 @@ pub struct Follower {
     port: u16,
     dropin_path: PathBuf,
     dropin: String,
+    /// The drop-in names the instance's own account: made first if missing.
+    adopt: super::account::Adopt,
     pub was_active: bool,
     _lock: Option<LockGuard>,
 }
@@ -57,6 +59,7 @@ pub fn prepare(ctx: &mut Ctx, sd: &dyn Systemd, new_version: &str) -> Result<Vec
             port: e.port,
             dropin_path: inst::dropin_path(&ctx.layout, &e.name),
             dropin: render_dropin(&ctx.layout, e, &target)?,
+            adopt: super::account::Adopt::prepare(&ctx.layout, &e.name, &ctx.cfg().service_user)?,
             unit,
             was_active,
             _lock: lock,
@@ -81,6 +84,7 @@ pub fn plan_follow<'a>(
     dry_run: bool,
 ) {
     for f in followers {
+        f.adopt.plan(plan);
         step_dropin(
             plan,
             sd,

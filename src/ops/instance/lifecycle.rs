@@ -185,7 +185,11 @@ pub(crate) fn confirm(ctx: &Ctx, question: &str, what: &str) -> Result<()> {
 }
 
 /// `instance delete`: stop, disable, remove the vhost, the drop-in and the registry entry;
-/// the data stays unless `purge_data`.
+/// the data stays unless `purge_data`. Kept data keeps its system account: it is locked as
+/// it always was (no password, no shell), and while it exists its uid goes to nobody else,
+/// so no future account can own the kept files; re-creating the instance takes it back.
+/// `purge_data` removes the account first (undone by recreating it with the same ids),
+/// then the data (no undo: the last step).
 pub fn delete(ctx: &mut Ctx, name: &str, purge_data: bool) -> Result<ActionResult> {
     let (name, locks): (_, Locks) = begin(ctx, name)?;
     let before = State::load(&ctx.layout)?;
@@ -244,6 +248,13 @@ pub fn delete(ctx: &mut Ctx, name: &str, purge_data: bool) -> Result<ActionResul
         &after,
         format!("remove '{}' and its ports from the registry", e.name),
     );
+    let accounts = sys::users::Accounts::new(&layout.root);
+    if purge_data
+        && super::account::find(&accounts, &e.name, &inst::service_user(&e.name))?
+            != super::account::Found::Missing
+    {
+        super::account::plan_remove(&mut plan, accounts, &e.name);
+    }
     if purge_data {
         let dir = layout.instance_dir(&e.name);
         plan.step(
@@ -353,6 +364,8 @@ pub fn set(ctx: &mut Ctx, name: &str, change: &Change) -> Result<ActionResult> {
     }
     let resolved = resolve_version(&ctx.layout, &new.version_binding)?;
     let dropin = render_dropin(&ctx.layout, &new, &resolved)?;
+    // The drop-in names the instance's own account: make it first if it is missing.
+    let adopt = super::account::Adopt::prepare(&ctx.layout, &old.name, &ctx.cfg().service_user)?;
     let dropin_path = inst::dropin_path(&ctx.layout, &old.name);
     let dropin_changed = sys::fs::read_optional(&dropin_path)?.as_deref() != Some(dropin.as_str());
     let unit = Layout::unit_name(&old.name);
@@ -375,6 +388,7 @@ pub fn set(ctx: &mut Ctx, name: &str, change: &Change) -> Result<ActionResult> {
         &after,
         format!("record the new {} of '{}'", &action[4..], old.name),
     );
+    adopt.plan(&mut plan);
     step_dropin(&mut plan, sdr, dropin_path, Some(dropin), true);
     if dropin_changed && (was_active || ctx.globals.dry_run) {
         step_start_healthy(&mut plan, sdr, unit, new.port, true, Some(&timing));

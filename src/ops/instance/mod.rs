@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod account;
 pub mod create;
 pub mod follow;
 pub mod lifecycle;
@@ -141,6 +142,7 @@ pub fn resolve_version(layout: &Layout, binding: &VersionBinding) -> Result<Reso
 pub fn render_dropin(layout: &Layout, entry: &InstanceEntry, v: &Resolved) -> Result<String> {
     let input = inst::DropinInput {
         name: entry.name.clone(),
+        user: inst::service_user(&entry.name),
         port: entry.port,
         data_dir: entry.data_dir.clone(),
         version: v.version.clone(),

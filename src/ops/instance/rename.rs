@@ -1,7 +1,11 @@
 //! `instance rename OLD NEW`: the unit, drop-in, directories, vhost, registry entry, port
 //! reservations and lock all move to the new name, in one transaction. The data directory
-//! is moved, not copied, so a rename costs no disk space and keeps file ownership.
+//! is moved, not copied, so a rename costs no disk space and keeps file ownership. The
+//! instance's system account is renamed with it (`usermod --login`, same uid), so the moved
+//! data stays its own; an instance that still ran as the shared account gets its new
+//! name's account and its data handed over (see `account`).
 
+use super::account;
 use super::lifecycle::{ActionResult, confirm, finish, step_restore_running};
 use super::{JOB_TIMEOUT, Locks, begin, find, render_dropin, resolve_version, step_dropin};
 use super::{step_save_state, step_start_healthy};
@@ -48,6 +52,30 @@ pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionRes
                 .into(),
         );
     }
+    // The account follows; the new name's account must not exist yet (it may be kept for
+    // the data of a deleted instance of that name, which must not become ours).
+    let accounts = sys::users::Accounts::new(&ctx.layout.root);
+    let old_acct = account::find(&accounts, &e.name, &inst::service_user(&e.name))?;
+    let new_user = inst::service_user(new.as_str());
+    if accounts.lookup(&new_user)?.is_some() || accounts.group_exists(&new_user)? {
+        return Err(Failure::validation(format!(
+            "the system account or group {new_user} already exists"
+        ))
+        .hint(format!(
+            "it may belong to a deleted instance '{}' whose data was kept: remove it (userdel {new_user}) once that data is dealt with, or pick another name",
+            new.as_str()
+        ))
+        .into());
+    }
+    let adopt = match old_acct {
+        account::Found::Ours(_) => None,
+        account::Found::Missing => Some(account::Adopt::prepare_at(
+            &ctx.layout,
+            new.as_str(),
+            &ctx.layout.data_dir(&e.name),
+            &ctx.cfg().service_user,
+        )?),
+    };
     confirm(
         ctx,
         &format!(
@@ -119,6 +147,10 @@ pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionRes
                 txn::undo(move || sys::instdir::rename_dir(&to, &from))
             },
         );
+    }
+    match &adopt {
+        None => account::plan_rename(&mut plan, &accounts, &e.name, &moved.name),
+        Some(a) => a.plan(&mut plan),
     }
     step_save_state(
         &mut plan,
