@@ -39,10 +39,16 @@ check "https://budget.test/health answers UP through nginx" https_ok budget.test
 check "login with the bootstrapped password works" login_ok 5000 Correct-Horse-1
 check "list --json: active, up, enabled, pid, port 5000, system TLS" \
     jq_ct '.instances[0] | .active_state=="active" and .health=="up" and .enabled=="enabled" and .main_pid>0 and .port==5000 and .tls_source=="system"'
-check "runs as actual-sync" in_ct_sh 'test "$(ps -o user= -p $(systemctl show -P MainPID actual-sync@budget.service))" = actual-sync'
+check "runs as its own account actual-budget (ps and /proc/MainPID/status Uid)" in_ct_sh '
+    pid=$(systemctl show -P MainPID actual-sync@budget.service)
+    test "$(ps -o user:32= -p $pid)" = actual-budget
+    test "$(awk "/^Uid:/ { print \$2 }" /proc/$pid/status)" = "$(id -u actual-budget)"
+    grep -qx "User=actual-budget" /etc/systemd/system/actual-sync@budget.service.d/50-abssctl.conf'
 check "listens on 127.0.0.1 only" in_ct_sh 'ss -ltn | grep -q "127.0.0.1:5000 " && ! ss -ltn | grep -Eq "(\*|0.0.0.0|\[::\]):5000 "'
-check "data dir 0700 actual-sync, files private (UMask=0077)" in_ct_sh '
-    test "$(stat -c "%a %U" /srv/budget/data)" = "700 actual-sync"
+check "data dir 0700 actual-budget, instance dir root:actual-budget 0750, files private (UMask=0077)" in_ct_sh '
+    test "$(stat -c "%a %U" /srv/budget/data)" = "700 actual-budget"
+    test "$(stat -c "%a %U %G" /srv/budget)" = "750 root actual-budget"
+    test "$(stat -c %U /srv/budget/data/server-files/account.sqlite)" = actual-budget
     test "$(stat -c %a /srv/budget/data/server-files/account.sqlite)" = 600'
 check "drop-in sets trusted proxies and the data dir" in_ct_sh '
     grep -qx "Environment=ACTUAL_TRUSTED_PROXIES=127.0.0.1/32,::1/128" /etc/systemd/system/actual-sync@budget.service.d/50-abssctl.conf
@@ -51,8 +57,40 @@ score=$(in_ct systemd-analyze security actual-sync@budget.service 2>/dev/null |
     sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
 log "systemd-analyze security actual-sync@budget.service: $score"
 check "systemd-analyze security score <= 2.5 (got $score)" awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.5) }'
+check "... and no worse than before per-instance accounts: <= 1.1 (got $score)" awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 1.1) }'
 check "create again with the same settings changes nothing" \
     in_ct_sh 'abssctl --json instance create budget --domain budget.test | jq -e ".changed==false"'
+
+step "one family cannot read another's data: each instance has its own account"
+must "create other --domain other.test" \
+    in_ct abssctl instance create other --domain other.test --password-file /share/pw
+check "budget's account cannot open other's account.sqlite (EACCES), other's own can" in_ct_sh '
+    f=/srv/other/data/server-files/account.sqlite; test -s $f
+    ! out=$(setpriv --reuid actual-budget --regid actual-budget --clear-groups cat $f 2>&1 >/dev/null)
+    echo "$out" | grep -q "Permission denied"
+    ! setpriv --reuid actual-budget --regid actual-budget --clear-groups ls /srv/other/data 2>/dev/null
+    setpriv --reuid actual-other --regid actual-other --clear-groups cat $f >/dev/null'
+check "... nor from inside budget's running unit (its mount namespace, its uid); its own data it can" in_ct_sh '
+    pid=$(systemctl show -P MainPID actual-sync@budget.service)
+    as_budget="nsenter -t $pid -m -S $(id -u actual-budget) -G $(id -g actual-budget)"
+    ! out=$($as_budget cat /srv/other/data/server-files/account.sqlite 2>&1 >/dev/null)
+    echo "$out" | grep -q "Permission denied"
+    $as_budget cat /srv/budget/data/server-files/account.sqlite >/dev/null'
+check "two accounts, two uids" in_ct_sh 'test "$(id -u actual-budget)" != "$(id -u actual-other)"'
+step "an instance from before per-instance accounts (shared actual-sync) moves to its own on set-port"
+in_ct_sh 'systemctl stop actual-sync@other.service
+    chown -R actual-sync:actual-sync /srv/other/data; chgrp actual-sync /srv/other
+    sed -i "/^User=/d; /^Group=/d" /etc/systemd/system/actual-sync@other.service.d/50-abssctl.conf
+    userdel actual-other; systemctl daemon-reload; systemctl start actual-sync@other.service; sleep 3'
+check "the legacy instance runs as actual-sync" in_ct_sh '
+    test "$(ps -o user:32= -p $(systemctl show -P MainPID actual-sync@other.service))" = actual-sync'
+check "set-port other 5011 moves it" in_ct abssctl instance set-port other 5011
+check "... it runs as actual-other, every data file is actual-other's, none actual-sync's" in_ct_sh '
+    test "$(ps -o user:32= -p $(systemctl show -P MainPID actual-sync@other.service))" = actual-other
+    test "$(stat -c "%U %G" /srv/other/data/server-files/account.sqlite)" = "actual-other actual-other"
+    test "$(stat -c %G /srv/other)" = actual-other
+    test -z "$(find /srv/other -user actual-sync)"'
+check "... and still serves its data (login works)" login_ok 5011 Correct-Horse-1
 
 step "lifecycle: stop / start / restart / disable / enable / logs / env"
 check "stop: unit inactive, vhost answers 502" in_ct_sh '
@@ -84,6 +122,7 @@ check "nothing left: registry, drop-in, data dir, vhost, port" in_ct_sh '
     ! test -e /etc/systemd/system/actual-sync@crash.service.d
     ! test -e /srv/crash && ! test -e /etc/nginx/sites-enabled/abssctl-crash.conf
     test "$(systemctl is-active actual-sync@crash.service)" != active'
+check "... and no account: the rollback removed the one it made" in_ct_sh '! id actual-crash 2>/dev/null'
 in_ct abssctl -y instance set-version budget 0.0.1 >"$CT_SHARE/setv.out" 2>&1
 rc=$?
 check "set-version to a crashing version exits 4 (got $rc)" test "$rc" = 4
@@ -98,6 +137,7 @@ check "... registry and ports.yml follow" in_ct_sh '
 check "set-fqdn (alias) money.test" in_ct abssctl instance set-fqdn budget money.test
 check "... money.test serves" https_ok money.test
 check "... budget.test is no longer ours" in_ct_sh '! grep -rq "budget.test" /etc/nginx/sites-enabled/'
+in_ct id -u actual-budget >"$CT_SHARE/budget.uid"
 check "rename budget -> wallet" in_ct abssctl -y instance rename budget wallet
 check "... wallet serves money.test" https_ok money.test
 check "... old unit, drop-in and dir gone; data moved" in_ct_sh '
@@ -105,6 +145,10 @@ check "... old unit, drop-in and dir gone; data moved" in_ct_sh '
     test -s /srv/wallet/data/server-files/account.sqlite
     test "$(systemctl is-enabled actual-sync@budget.service)" = disabled'
 check "... the password still works (same data)" login_ok 5077 Correct-Horse-1
+check "... the account moved with it: same uid, the server runs as actual-wallet" in_ct_sh '
+    test "$(id -u actual-wallet)" = "$(cat /share/budget.uid)" && ! id actual-budget 2>/dev/null
+    test "$(ps -o user:32= -p $(systemctl show -P MainPID actual-sync@wallet.service))" = actual-wallet
+    test "$(stat -c %U /srv/wallet/data/server-files/account.sqlite)" = actual-wallet'
 
 step "delete keeps data; --purge-data removes it"
 check "delete without --yes and without a terminal is refused (exit 2)" \
@@ -113,11 +157,17 @@ check "delete wallet" in_ct abssctl -y instance delete wallet
 check "... unit inactive and disabled, vhost and registry entry gone, data kept" in_ct_sh '
     test "$(systemctl is-active actual-sync@wallet.service)" != active
     ! test -e /etc/nginx/sites-enabled/abssctl-wallet.conf
-    abssctl --json instance list | jq -e ".instances==[]"
+    abssctl --json instance list | jq -e ".instances|map(.name)==[\"other\"]"
     test -s /srv/wallet/data/server-files/account.sqlite'
+check "... its account is kept, locked (no password, no shell), still owning the kept data" in_ct_sh '
+    test "$(passwd -S actual-wallet | cut -d" " -f2)" = L
+    test "$(getent passwd actual-wallet | cut -d: -f7)" = /usr/sbin/nologin
+    test "$(stat -c %U /srv/wallet/data/server-files/account.sqlite)" = actual-wallet'
 check "create + delete --purge-data removes the directory" in_ct_sh '
     abssctl instance create tmp1 --domain tmp1.test
+    id actual-tmp1 >/dev/null
     abssctl -y instance delete tmp1 --purge-data
     ! test -e /srv/tmp1'
+check "... and its account and group" in_ct_sh '! id actual-tmp1 2>/dev/null && ! getent group actual-tmp1'
 
 scenario_end
