@@ -15,8 +15,8 @@ fn abssctl(root: &Path) -> Command {
     c
 }
 
-fn instances_file(root: &Path) -> PathBuf {
-    root.join("var/lib/abssctl/registry/instances.yml")
+fn registry_file(root: &Path) -> PathBuf {
+    root.join("var/lib/abssctl/registry/registry.yml")
 }
 
 /// An installed version as `version install` leaves it (manifest only: nothing runs) and
@@ -40,11 +40,11 @@ fn machine(root: &Path) {
 }
 
 fn registry_with_budget(root: &Path) {
-    let f = instances_file(root);
+    let f = registry_file(root);
     std::fs::create_dir_all(f.parent().unwrap()).unwrap();
     std::fs::write(
         &f,
-        "schema_version: 1\ninstances:\n  - name: budget\n    domain: budget.example.org\n    port: 5000\n    version_binding: current\n    data_dir: /srv/budget/data\n    created_at: 2026-11-26T08:00:00Z\n    last_changed: 2026-11-26T08:00:00Z\n    notes: \"\"\n",
+        "schema_version: 2\ninstances:\n  - name: budget\n    domain: budget.example.org\n    port: 5000\n    version_binding: current\n    data_dir: /srv/budget/data\n    created_at: 2026-11-26T08:00:00Z\n    last_changed: 2026-11-26T08:00:00Z\n    notes: \"\"\nports:\n  - port: 5000\n    instance: budget\n    reserved_at: 2026-11-26T08:00:00Z\n",
     )
     .unwrap();
 }
@@ -79,7 +79,7 @@ fn bad_input_exits_2_and_changes_nothing() {
     let root = tmp.path();
     machine(root);
     registry_with_budget(root);
-    let before = std::fs::read(instances_file(root)).unwrap();
+    let before = std::fs::read(registry_file(root)).unwrap();
     for (args, needle) in [
         (
             vec![
@@ -159,7 +159,7 @@ fn bad_input_exits_2_and_changes_nothing() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
-    assert_eq!(std::fs::read(instances_file(root)).unwrap(), before);
+    assert_eq!(std::fs::read(registry_file(root)).unwrap(), before);
     assert!(!root.join("srv/a").exists());
 }
 
@@ -172,7 +172,7 @@ fn delete_without_yes_and_without_a_terminal_is_refused() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not confirmed"), "{err}");
     assert!(
-        std::fs::read_to_string(instances_file(root))
+        std::fs::read_to_string(registry_file(root))
             .unwrap()
             .contains("budget")
     );
@@ -225,7 +225,7 @@ fn create_dry_run_plans_every_step_and_writes_nothing() {
             "nginx_vhost_apply"
         ]
     );
-    assert!(!instances_file(root).exists());
+    assert!(!registry_file(root).exists());
     assert!(!root.join("srv/budget").exists());
     assert!(!root.join("etc/systemd/system").exists());
 }

@@ -107,7 +107,7 @@ pub fn reserve(ctx: &mut Ctx, instance: &str, port: Option<u16>) -> Result<Reser
         let desc = format!(
             "reserve port {} for '{instance}' in {}",
             r.port,
-            ctx.layout.ports_file.display()
+            ctx.layout.registry_file.display()
         );
         write_plan(ctx, &locks, "reserve_port", desc, &before, &after)?
     } else {
@@ -133,7 +133,7 @@ pub fn release(ctx: &mut Ctx, instance: &str) -> Result<ReleaseResult> {
     let desc = format!(
         "release port(s) {} of '{instance}' in {}",
         ports.join(", "),
-        ctx.layout.ports_file.display()
+        ctx.layout.registry_file.display()
     );
     let planned = write_plan(ctx, &locks, "release_port", desc, &before, &after)?;
     Ok(ReleaseResult {

@@ -282,7 +282,7 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
         &after,
         format!(
             "register '{name_s}' on port {port} in {}",
-            layout.instances_file.display()
+            layout.registry_file.display()
         ),
     );
     step_dirs(&mut plan, &layout, &name_s, ctx.cfg().service_user.clone());
