@@ -51,6 +51,7 @@ pub fn list(ctx: &Ctx) -> Result<PortList> {
 fn begin(ctx: &mut Ctx, instance: &str) -> Result<Option<(LockGuard, LockGuard)>> {
     ctx.require_root()?;
     validate::instance_name(instance)?;
+    crate::sys::logging::set_instance(instance);
     ctx.op.target = Some(Target {
         kind: "instance".into(),
         name: instance.to_string(),

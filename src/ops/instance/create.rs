@@ -133,6 +133,8 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
             }
         };
     validate::instance_name(&args.name)?;
+    // The nested install's lines belong to this instance's command too.
+    sys::logging::set_instance(&args.name);
     // From nothing to serving in one command: with the version missing, install it first
     // (before our locks: the install takes the global lock itself).
     if !ctx.globals.dry_run && needs_install(&ctx.layout, &binding)? {

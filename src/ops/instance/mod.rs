@@ -58,6 +58,7 @@ pub type Locks = Option<(LockGuard, LockGuard)>;
 /// Root check, name check, audit target, locks.
 pub fn begin(ctx: &mut Ctx, name: &str) -> Result<(InstanceName, Locks)> {
     let name = validate::instance_name(name)?;
+    sys::logging::set_instance(name.as_str());
     ctx.require_root()?;
     ctx.op.target = Some(Target {
         kind: "instance".into(),

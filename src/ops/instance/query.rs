@@ -126,6 +126,7 @@ pub fn list(ctx: &Ctx) -> Result<ListResult> {
 /// One instance.
 pub fn show(ctx: &Ctx, name: &str) -> Result<InstanceView> {
     validate::instance_name(name)?;
+    sys::logging::set_instance(name);
     let state = State::load(&ctx.layout)?;
     let e = find(&state, name)?;
     Ok(views(ctx, &[e])?.remove(0))
@@ -142,6 +143,7 @@ pub struct EnvResult {
 /// The environment the instance's server gets (as the drop-in on disk sets it).
 pub fn env(ctx: &Ctx, name: &str) -> Result<EnvResult> {
     validate::instance_name(name)?;
+    sys::logging::set_instance(name);
     let state = State::load(&ctx.layout)?;
     let e = find(&state, name)?;
     let path = inst::dropin_path(&ctx.layout, &e.name);
@@ -179,6 +181,7 @@ pub fn logs(
     follow: bool,
 ) -> Result<LogsResult> {
     validate::instance_name(name)?;
+    sys::logging::set_instance(name);
     let state = State::load(&ctx.layout)?;
     let e = find(&state, name)?;
     let q = sys::journal::Query {

@@ -23,6 +23,8 @@ use std::cell::Cell;
 pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionResult> {
     let new = validate::instance_name(new_name)?;
     let (old, locks): (_, Locks) = begin(ctx, old_name)?;
+    // Lines carry both names (the journal keeps both values of the field).
+    sys::logging::set_instance(new.as_str());
     let _new_lock = if ctx.globals.dry_run {
         None
     } else {

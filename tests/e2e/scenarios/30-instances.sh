@@ -35,6 +35,8 @@ step "instance create from nothing: installs Actual, starts, bootstraps the pass
 must "create budget --domain budget.test --password-file" \
     in_ct abssctl instance create budget --domain budget.test --password-file /share/pw
 check "the newest version was installed and is current" in_ct test -L /srv/app/current
+check "journalctl ABSSCTL_INSTANCE=budget lists the lines of the create, the last one too" in_ct_sh '
+    journalctl --sync; journalctl -o cat ABSSCTL_INSTANCE=budget | grep -q "instance create finished"'
 check "https://budget.test/health answers UP through nginx" https_ok budget.test
 check "login with the bootstrapped password works" login_ok 5000 Correct-Horse-1
 check "list --json: active, up, enabled, pid, port 5000, system TLS" \
