@@ -15,7 +15,7 @@ use crate::ops::Ctx;
 use crate::ops::version::InstallOpts;
 use crate::ops::vhost::{self, Providers, VhostRequest, VhostSummary};
 use crate::sys;
-use crate::sys::systemd::{LazySystemd, Systemd};
+use crate::sys::systemd::LazySystemd;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -295,12 +295,7 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
         Some(dropin),
         false,
     );
-    let unit_list = vec![unit.clone()];
-    let sdr: &dyn Systemd = &sd;
-    plan.step("unit_enable", format!("enable {unit}"), move || {
-        sdr.enable_units(&unit_list)?;
-        txn::undo(move || sdr.disable_units(&unit_list))
-    });
+    super::step_unit_file(&mut plan, &sd, unit.clone(), super::BootStart::Enable, "");
     step_start_healthy(&mut plan, &sd, unit.clone(), port, false, Some(&healthy));
     if let Some(pw) = password.as_deref() {
         let warning = &warning;

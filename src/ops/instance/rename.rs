@@ -3,7 +3,9 @@
 //! is moved, not copied, so a rename costs no disk space and keeps file ownership.
 
 use super::lifecycle::{ActionResult, confirm, finish, step_restore_running};
-use super::{JOB_TIMEOUT, Locks, begin, find, render_dropin, resolve_version, step_dropin};
+use super::{
+    BootStart, JOB_TIMEOUT, Locks, begin, find, render_dropin, resolve_version, step_dropin,
+};
 use super::{step_save_state, step_start_healthy};
 use crate::domain::instance as inst;
 use crate::domain::layout::Layout;
@@ -92,17 +94,14 @@ pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionRes
     let mut plan = Plan::new();
     step_restore_running(&mut plan, sdr, old_unit.clone(), e.port, was_active);
     {
-        let units = vec![old_unit.clone()];
-        plan.step(
-            "unit_stop_disable",
-            format!("stop and disable {old_unit}"),
-            move || {
-                sdr.stop_unit(&units[0], JOB_TIMEOUT)?;
-                sdr.disable_units(&units)?;
-                txn::undo(move || sdr.enable_units(&units))
-            },
-        );
+        // No undo of its own: step_restore_running above starts it again on rollback.
+        let unit = old_unit.clone();
+        plan.step("unit_stop", format!("stop {old_unit}"), move || {
+            sdr.stop_unit(&unit, JOB_TIMEOUT)?;
+            txn::no_undo()
+        });
     }
+    super::step_unit_file(&mut plan, sdr, old_unit.clone(), BootStart::Disable, "");
     step_dropin(
         &mut plan,
         sdr,
@@ -137,13 +136,7 @@ pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionRes
         Some(dropin),
         false,
     );
-    {
-        let units = vec![new_unit.clone()];
-        plan.step("unit_enable", format!("enable {new_unit}"), move || {
-            sdr.enable_units(&units)?;
-            txn::undo(move || sdr.disable_units(&units))
-        });
-    }
+    super::step_unit_file(&mut plan, sdr, new_unit.clone(), BootStart::Enable, "");
     step_start_healthy(&mut plan, sdr, new_unit, moved.port, false, Some(&timing));
     let req = VhostRequest {
         name: new.clone(),
