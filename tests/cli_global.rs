@@ -81,7 +81,7 @@ fn dry_run_changes_nothing_and_logs_nothing() {
         .stdout(predicate::str::contains("budget"));
     assert!(
         !tmp.path()
-            .join("var/lib/abssctl/registry/ports.yml")
+            .join("var/lib/abssctl/registry/registry.yml")
             .exists()
     );
     assert!(ops_log(tmp.path()).is_empty());
@@ -163,7 +163,7 @@ fn mutations_refuse_to_run_unprivileged_and_change_nothing() {
     assert!(stderr.contains("hint: "), "{stderr}");
     assert!(
         !tmp.path()
-            .join("var/lib/abssctl/registry/ports.yml")
+            .join("var/lib/abssctl/registry/registry.yml")
             .exists()
     );
 
@@ -232,7 +232,7 @@ fn a_port_in_use_by_a_process_is_refused_naming_the_holder() {
     );
     assert!(
         !tmp.path()
-            .join("var/lib/abssctl/registry/ports.yml")
+            .join("var/lib/abssctl/registry/registry.yml")
             .exists()
     );
     drop(listener);

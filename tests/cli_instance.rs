@@ -15,8 +15,8 @@ fn abssctl(root: &Path) -> Command {
     c
 }
 
-fn instances_file(root: &Path) -> PathBuf {
-    root.join("var/lib/abssctl/registry/instances.yml")
+fn registry_file(root: &Path) -> PathBuf {
+    root.join("var/lib/abssctl/registry/registry.yml")
 }
 
 /// An installed version as `version install` leaves it (manifest only: nothing runs) and
@@ -40,11 +40,11 @@ fn machine(root: &Path) {
 }
 
 fn registry_with_budget(root: &Path) {
-    let f = instances_file(root);
+    let f = registry_file(root);
     std::fs::create_dir_all(f.parent().unwrap()).unwrap();
     std::fs::write(
         &f,
-        "schema_version: 1\ninstances:\n  - name: budget\n    domain: budget.example.org\n    port: 5000\n    version_binding: current\n    data_dir: /srv/budget/data\n    created_at: 2026-11-26T08:00:00Z\n    last_changed: 2026-11-26T08:00:00Z\n    notes: \"\"\n",
+        "schema_version: 2\ninstances:\n  - name: budget\n    domain: budget.example.org\n    port: 5000\n    version_binding: current\n    data_dir: /srv/budget/data\n    created_at: 2026-11-26T08:00:00Z\n    last_changed: 2026-11-26T08:00:00Z\n    notes: \"\"\nports:\n  - port: 5000\n    instance: budget\n    reserved_at: 2026-11-26T08:00:00Z\n",
     )
     .unwrap();
 }
@@ -79,7 +79,7 @@ fn bad_input_exits_2_and_changes_nothing() {
     let root = tmp.path();
     machine(root);
     registry_with_budget(root);
-    let before = std::fs::read(instances_file(root)).unwrap();
+    let before = std::fs::read(registry_file(root)).unwrap();
     for (args, needle) in [
         (
             vec![
@@ -159,7 +159,7 @@ fn bad_input_exits_2_and_changes_nothing() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
-    assert_eq!(std::fs::read(instances_file(root)).unwrap(), before);
+    assert_eq!(std::fs::read(registry_file(root)).unwrap(), before);
     assert!(!root.join("srv/a").exists());
 }
 
@@ -172,7 +172,7 @@ fn delete_without_yes_and_without_a_terminal_is_refused() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not confirmed"), "{err}");
     assert!(
-        std::fs::read_to_string(instances_file(root))
+        std::fs::read_to_string(registry_file(root))
             .unwrap()
             .contains("budget")
     );
@@ -226,7 +226,86 @@ fn create_dry_run_plans_every_step_and_writes_nothing() {
             "nginx_vhost_apply"
         ]
     );
-    assert!(!instances_file(root).exists());
+    assert!(!registry_file(root).exists());
     assert!(!root.join("srv/budget").exists());
     assert!(!root.join("etc/systemd/system").exists());
+}
+
+#[test]
+fn list_and_status_degrade_without_systemd_with_one_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    machine(root);
+    let f = registry_file(root);
+    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+    let entry = |name: &str, port: u16| {
+        format!(
+            "  - name: {name}\n    domain: {name}.example.org\n    port: {port}\n    version_binding: 26.9.0\n    data_dir: /srv/{name}/data\n    created_at: 2026-11-26T08:00:00Z\n    last_changed: 2026-11-26T08:00:00Z\n"
+        )
+    };
+    std::fs::write(
+        &f,
+        format!(
+            "schema_version: 2\ninstances:\n{}{}ports: []\n",
+            entry("budget", 5000),
+            entry("family", 5001)
+        ),
+    )
+    .unwrap();
+    let no_bus = |args: &[&str]| {
+        abssctl(root)
+            .env(
+                "DBUS_SYSTEM_BUS_ADDRESS",
+                format!("unix:path={}", root.join("no-such-bus").display()),
+            )
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let one_warning = |out: &std::process::Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(lines[0].starts_with("warning: systemd"), "{stderr}");
+    };
+
+    let out = no_bus(&["instance", "list", "--json"]);
+    one_warning(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = v["instances"].as_array().unwrap();
+    let names: Vec<&str> = list.iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["budget", "family"]);
+    for i in list {
+        for live in [
+            "load_state",
+            "active_state",
+            "sub_state",
+            "enabled",
+            "main_pid",
+            "restarts",
+            "memory_bytes",
+            "health",
+        ] {
+            assert!(i[live].is_null(), "{live}: {i}");
+        }
+        // The registry half is all there.
+        assert_eq!(i["version"], "26.9.0");
+        assert!(i["port"].is_u64() && i["url"].is_string(), "{i}");
+    }
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 1);
+
+    // The human table and status of one instance degrade the same way.
+    let out = no_bus(&["instance", "list"]);
+    one_warning(&out);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("budget") && table.contains("family"),
+        "{table}"
+    );
+    let out = no_bus(&["instance", "status", "family", "--json"]);
+    one_warning(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["name"], "family");
+    assert!(v["active_state"].is_null(), "{v}");
 }

@@ -71,7 +71,7 @@ fn list_reserve_release_round_trip() {
     );
 
     // Dry run prints the plan and changes nothing.
-    let ports_file = registry(root).join("ports.yml");
+    let ports_file = registry(root).join("registry.yml");
     let before = sha256(&ports_file);
     abssctl(root)
         .args(["--dry-run", "ports", "release", "budget"])
@@ -98,6 +98,8 @@ fn list_reserve_release_round_trip() {
 #[test]
 fn a_registry_file_with_an_unknown_field_is_reported_and_never_rewritten() {
     for (file, text, line) in [
+        ("registry.yml", fixture("registry-unknown-field.yml"), 16),
+        // A schema-1 file (upconverted on load) is held to the same rules.
         ("ports.yml", fixture("ports-unknown-field.yml"), 8),
         ("instances.yml", fixture("instances-unknown-field.yml"), 11),
     ] {
@@ -157,9 +159,11 @@ fn twenty_concurrent_reservations_get_distinct_ports_and_nothing_is_lost() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let path = registry(root).join("ports.yml");
+    let path = registry(root).join("registry.yml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let ports = abssctl::domain::state::parse_ports(&path, Some(&text)).unwrap();
+    let ports = abssctl::domain::state::parse_registry(&path, &text)
+        .unwrap()
+        .ports;
     assert_eq!(ports.len(), 20, "{text}");
     let mut numbers: Vec<u16> = ports.iter().map(|r| r.port).collect();
     numbers.sort_unstable();
@@ -217,7 +221,7 @@ fn a_held_lock_times_out_naming_the_holder() {
     assert!(stderr.contains("since 2026-11-26T08:00:00Z"), "{stderr}");
     assert!(stderr.contains("--lock-timeout"), "{stderr}");
     assert!(waited >= Duration::from_secs(1), "{waited:?}");
-    assert!(!registry(root).join("ports.yml").exists());
+    assert!(!registry(root).join("registry.yml").exists());
 
     // Once the holder is gone the same command succeeds.
     abssctl(root)
@@ -230,9 +234,9 @@ fn a_held_lock_times_out_naming_the_holder() {
 fn listing_works_unprivileged_and_reserving_does_not() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let path = registry(root).join("ports.yml");
+    let path = registry(root).join("registry.yml");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, fixture("ports-valid.yml")).unwrap();
+    std::fs::write(&path, fixture("registry-valid.yml")).unwrap();
     // Let "nobody" through the temp tree (the real registry's readers are root + group).
     let mut dir = path.clone();
     while dir.pop() && dir.starts_with(root) {
@@ -262,4 +266,34 @@ fn listing_works_unprivileged_and_reserving_does_not() {
     let out = as_nobody(&["ports", "reserve", "other"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(!root.join("run/abssctl/locks").exists());
+}
+
+#[test]
+fn a_schema_1_pair_is_read_as_is_and_upconverted_by_the_first_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let legacy = registry(root).join("ports.yml");
+    std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+    std::fs::write(&legacy, fixture("ports-valid.yml")).unwrap();
+    // A read writes nothing.
+    assert_eq!(list_json(root)["ports"][0]["instance"], "budget");
+    assert!(!registry(root).join("registry.yml").exists());
+    abssctl(root)
+        .args(["ports", "reserve", "other"])
+        .assert()
+        .success();
+    // One file now holds everything; the legacy file is gone.
+    let names: Vec<_> = std::fs::read_dir(registry(root))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("registry.yml")]);
+    let v = list_json(root);
+    let owners: Vec<&str> = v["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["instance"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, ["budget", "other"]);
 }

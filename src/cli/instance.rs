@@ -165,8 +165,11 @@ fn rows(list: &[InstanceView]) -> String {
         .map(|v| {
             vec![
                 v.name.clone(),
-                format!("{}/{}", v.active_state, v.sub_state),
-                v.health.to_string(),
+                match (&v.active_state, &v.sub_state) {
+                    (Some(a), Some(s)) => format!("{a}/{s}"),
+                    _ => "?".into(),
+                },
+                v.health.unwrap_or("?").to_string(),
                 v.port.to_string(),
                 v.version
                     .clone()
@@ -213,15 +216,24 @@ fn action_report(r: &ActionResult) -> anyhow::Result<Report> {
     Ok(Report::new(r, human)?.changed(r.changed))
 }
 
+/// What a read command could not find out, on stderr (stdout stays the report or JSON).
+fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
 fn status(ctx: &mut Ctx, name: &Option<String>) -> anyhow::Result<Report> {
     match name {
         Some(n) => {
-            let v = query::show(ctx, n)?;
+            let (v, warnings) = query::show(ctx, n)?;
+            warn(&warnings);
             let human = rows(std::slice::from_ref(&v));
             Report::new(&v, human)
         }
         None => {
             let l = query::list(ctx)?;
+            warn(&l.warnings);
             let human = rows(&l.instances);
             Report::new(&l, human)
         }
@@ -293,7 +305,8 @@ pub fn run(ctx: &mut Ctx, cmd: &InstanceCmd) -> anyhow::Result<Report> {
         InstanceCmd::List => status(ctx, &None),
         InstanceCmd::Status { name } => status(ctx, name),
         InstanceCmd::Show { name } => {
-            let v = query::show(ctx, name)?;
+            let (v, warnings) = query::show(ctx, name)?;
+            warn(&warnings);
             let human = serde_json::to_value(&v)?
                 .as_object()
                 .map(|o| {

@@ -16,8 +16,11 @@ pub struct Layout {
     pub templates_dir: PathBuf,
     pub state_dir: PathBuf,
     pub registry_dir: PathBuf,
-    pub instances_file: PathBuf,
-    pub ports_file: PathBuf,
+    /// The registry: instances and port reservations in one file, replaced by one rename.
+    pub registry_file: PathBuf,
+    /// Schema-1 registry (instances.yml + ports.yml), read only to upconvert it.
+    pub legacy_instances_file: PathBuf,
+    pub legacy_ports_file: PathBuf,
     pub logs_dir: PathBuf,
     pub operations_log: PathBuf,
     pub run_dir: PathBuf,
@@ -59,8 +62,9 @@ impl Layout {
             root: cfg.root.clone(),
             config_file: config_file.to_path_buf(),
             templates_dir: r(&cfg.templates_dir),
-            instances_file: registry_dir.join("instances.yml"),
-            ports_file: registry_dir.join("ports.yml"),
+            registry_file: registry_dir.join("registry.yml"),
+            legacy_instances_file: registry_dir.join("instances.yml"),
+            legacy_ports_file: registry_dir.join("ports.yml"),
             registry_dir,
             operations_log: logs_dir.join("operations.jsonl"),
             logs_dir,
@@ -143,8 +147,8 @@ mod tests {
         };
         let l = Layout::new(&cfg, Path::new("/tmp/x/etc/abssctl/config.yml"));
         assert_eq!(
-            l.ports_file,
-            Path::new("/tmp/x/var/lib/abssctl/registry/ports.yml")
+            l.registry_file,
+            Path::new("/tmp/x/var/lib/abssctl/registry/registry.yml")
         );
         assert_eq!(
             l.global_lock(),
@@ -162,7 +166,7 @@ mod tests {
     fn empty_root_is_the_real_machine() {
         let l = Layout::new(&Config::default(), Path::new("/etc/abssctl/config.yml"));
         assert_eq!(
-            l.instances_file,
+            l.legacy_instances_file,
             Path::new("/var/lib/abssctl/registry/instances.yml")
         );
         assert_eq!(

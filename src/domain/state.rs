@@ -1,8 +1,9 @@
-//! Typed, versioned registry state (instances.yml, ports.yml) and port allocation.
+//! Typed, versioned registry state (registry.yml; schema 1 was instances.yml + ports.yml)
+//! and port allocation.
 //!
 //! Pure: the caller hands in file text and gets back text to write; reading and the atomic
 //! write live in `sys::statefile` (`State::load` / `State::save`, the latter only callable
-//! with the global lock guard in hand). Both files carry `schema_version`; every struct
+//! with the global lock guard in hand). Every file carries `schema_version`; every struct
 //! denies unknown fields, because a misspelt key silently dropped on the next save is data
 //! loss. A file that does not parse is reported with its path and line and is never
 //! rewritten (the load fails before any write can happen).
@@ -15,8 +16,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
-/// The registry format this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The registry format this build reads and writes (registry.yml).
+pub const SCHEMA_VERSION: u32 = 2;
+/// The first format: instances.yml + ports.yml, read only to upconvert them.
+pub const LEGACY_SCHEMA_VERSION: u32 = 1;
 
 /// Which Actual version an instance runs: whatever `current` points to, or one exact release.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +69,7 @@ pub enum TlsSource {
     Custom,
 }
 
-/// One instance in instances.yml.
+/// One instance (the `instances` list of the registry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceEntry {
@@ -88,12 +91,12 @@ pub struct InstanceEntry {
     pub tls_cert: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
-    /// A dedicated HTTPS port (also reserved in ports.yml) instead of the shared 443.
+    /// A dedicated HTTPS port (also reserved in `ports`) instead of the shared 443.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub https_port: Option<u16>,
 }
 
-/// One reservation in ports.yml.
+/// One port reservation (the `ports` list of the registry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortReservation {
@@ -103,17 +106,32 @@ pub struct PortReservation {
     pub reserved_at: OffsetDateTime,
 }
 
+/// registry.yml (schema 2): the whole registry in one file, so one rename changes the
+/// instances and their port reservations together (see docs/state.md, "One file").
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct InstancesFile {
+struct RegistryFile {
+    schema_version: u32,
+    #[serde(default)]
+    instances: Vec<InstanceEntry>,
+    #[serde(default)]
+    ports: Vec<PortReservation>,
+}
+
+/// instances.yml of schema 1 (read only, to upconvert; bootupd's `model_legacy` idea:
+/// the old shape keeps its own type instead of optional fields in the new one).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LegacyInstancesFile {
     schema_version: u32,
     #[serde(default)]
     instances: Vec<InstanceEntry>,
 }
 
+/// ports.yml of schema 1 (read only, to upconvert).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PortsFile {
+struct LegacyPortsFile {
     schema_version: u32,
     #[serde(default)]
     ports: Vec<PortReservation>,
@@ -181,11 +199,23 @@ fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> Failure {
     file_error_at(path, line, column, reason)
 }
 
-/// 1-based line of the `nth` (0-based) line containing `needle`, to point at a semantic
-/// error that serde cannot locate (a duplicate, an out-of-range value).
-fn line_of(text: &str, needle: &str, nth: usize) -> Option<u64> {
+/// 1-based line of the `nth` (0-based) line containing `needle` inside the top-level
+/// `section` (`instances:` / `ports:`), to point at a semantic error that serde cannot
+/// locate (a duplicate, an out-of-range value). Scoped because both sections of
+/// registry.yml have `port: N` lines.
+fn line_of(text: &str, section: &str, needle: &str, nth: usize) -> Option<u64> {
+    let key = format!("{section}:");
+    let mut inside = false;
     text.lines()
         .enumerate()
+        .filter(|(_, l)| {
+            // A top-level key starts in column 0 with a letter; list items ("- ") and
+            // comments do not end a section.
+            if l.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                inside = l.starts_with(&key);
+            }
+            inside
+        })
         .filter(|(_, l)| l.contains(needle))
         .nth(nth)
         .map(|(i, _)| i as u64 + 1)
@@ -196,33 +226,44 @@ trait Versioned: serde::de::DeserializeOwned {
     fn schema_version(&self) -> u32;
 }
 
-impl Versioned for InstancesFile {
+impl Versioned for RegistryFile {
     fn schema_version(&self) -> u32 {
         self.schema_version
     }
 }
 
-impl Versioned for PortsFile {
+impl Versioned for LegacyInstancesFile {
     fn schema_version(&self) -> u32 {
         self.schema_version
     }
 }
 
-/// Parse strictly as the current schema; only when that fails or finds another version is
+impl Versioned for LegacyPortsFile {
+    fn schema_version(&self) -> u32 {
+        self.schema_version
+    }
+}
+
+/// Parse strictly as schema `expected`; only when that fails or finds another version is
 /// the header read again to say why (one YAML parse on the common path: `ports list` is
-/// meant to be instant). This is the place where a future schema gets its upconvert (add
-/// an arm `Some(n) => upconvert_vn(parse_vn(text))`).
-fn parse_versioned<T: Versioned>(path: &Path, text: &str) -> Result<T, Failure> {
+/// meant to be instant). `newest`: `expected` is this build's format, so a higher version
+/// was written by a newer abssctl (for a legacy file it is simply not a format).
+fn parse_versioned<T: Versioned>(
+    path: &Path,
+    text: &str,
+    expected: u32,
+    newest: bool,
+) -> Result<T, Failure> {
     if text.trim().is_empty() {
         return Err(file_error(
             path,
             None,
-            "the file is empty (expected schema_version: 1)",
+            format!("the file is empty (expected schema_version: {expected})"),
         ));
     }
     let strict = serde_saphyr::from_str::<T>(text);
     if let Ok(file) = &strict
-        && file.schema_version() == SCHEMA_VERSION
+        && file.schema_version() == expected
     {
         return strict.map_err(|e| yaml_error(path, &e));
     }
@@ -231,78 +272,116 @@ fn parse_versioned<T: Versioned>(path: &Path, text: &str) -> Result<T, Failure> 
         None => Err(file_error(
             path,
             None,
-            format!("schema_version is missing (expected schema_version: {SCHEMA_VERSION})"),
+            format!("schema_version is missing (expected schema_version: {expected})"),
         )),
-        Some(SCHEMA_VERSION) => strict.map_err(|e| yaml_error(path, &e)),
-        Some(v) if v > SCHEMA_VERSION => Err(Failure::validation(format!(
-            "registry file {} was written by a newer abssctl (schema_version {v}; this one reads {SCHEMA_VERSION})",
+        Some(v) if v == expected => strict.map_err(|e| yaml_error(path, &e)),
+        Some(v) if v > expected && newest => Err(Failure::validation(format!(
+            "registry file {} was written by a newer abssctl (schema_version {v}; this one reads {expected})",
             path.display()
         ))
         .hint("upgrade abssctl to the version that wrote this file")),
         Some(v) => Err(file_error(
             path,
-            line_of(text, "schema_version", 0),
-            format!("schema_version {v} is not a format abssctl has ever written"),
+            line_of(text, "schema_version", "schema_version", 0),
+            format!("schema_version {v} is not a format abssctl has ever written for this file"),
         )),
     }
 }
 
-fn check_port(path: &Path, text: &str, port: u16) -> Result<(), Failure> {
-    validate::port(i64::from(port))
-        .map(|_| ())
-        .map_err(|f| file_error(path, line_of(text, &port.to_string(), 0), f.message))
+fn check_port(path: &Path, text: &str, section: &str, port: u16) -> Result<(), Failure> {
+    validate::port(i64::from(port)).map(|_| ()).map_err(|f| {
+        file_error(
+            path,
+            line_of(text, section, &port.to_string(), 0),
+            f.message,
+        )
+    })
 }
 
-fn check_name(path: &Path, text: &str, name: &str) -> Result<(), Failure> {
+fn check_name(path: &Path, text: &str, section: &str, name: &str) -> Result<(), Failure> {
     validate::instance_name(name)
         .map(|_| ())
-        .map_err(|f| file_error(path, line_of(text, name, 0), f.message))
+        .map_err(|f| file_error(path, line_of(text, section, name, 0), f.message))
 }
 
-/// Parse instances.yml (`None`: the file does not exist yet = no instances).
-pub fn parse_instances(path: &Path, text: Option<&str>) -> Result<Vec<InstanceEntry>, Failure> {
-    let Some(text) = text else {
-        return Ok(Vec::new());
-    };
-    let file: InstancesFile = parse_versioned(path, text)?;
+fn check_instances(path: &Path, text: &str, list: &[InstanceEntry]) -> Result<(), Failure> {
     let mut names = BTreeSet::new();
-    for i in &file.instances {
-        check_name(path, text, &i.name)?;
-        check_port(path, text, i.port)?;
+    for i in list {
+        check_name(path, text, "instances", &i.name)?;
+        check_port(path, text, "instances", i.port)?;
         if let Some(p) = i.https_port {
-            check_port(path, text, p)?;
+            check_port(path, text, "instances", p)?;
         }
         if !names.insert(i.name.as_str()) {
             let needle = format!("name: {}", i.name);
             return Err(file_error(
                 path,
-                line_of(text, &needle, 1),
+                line_of(text, "instances", &needle, 1),
                 format!("instance '{}' is listed twice", i.name),
             ));
         }
     }
-    Ok(file.instances)
+    Ok(())
 }
 
-/// Parse ports.yml (`None`: the file does not exist yet = no reservations).
-pub fn parse_ports(path: &Path, text: Option<&str>) -> Result<Vec<PortReservation>, Failure> {
-    let Some(text) = text else {
-        return Ok(Vec::new());
-    };
-    let file: PortsFile = parse_versioned(path, text)?;
+fn check_ports(path: &Path, text: &str, list: &[PortReservation]) -> Result<(), Failure> {
     let mut seen = BTreeSet::new();
-    for r in &file.ports {
-        check_name(path, text, &r.instance)?;
-        check_port(path, text, r.port)?;
+    for r in list {
+        check_name(path, text, "ports", &r.instance)?;
+        check_port(path, text, "ports", r.port)?;
         if !seen.insert(r.port) {
             return Err(file_error(
                 path,
-                line_of(text, &format!("port: {}", r.port), 1),
+                line_of(text, "ports", &format!("port: {}", r.port), 1),
                 format!("port {} is reserved twice", r.port),
             ));
         }
     }
+    Ok(())
+}
+
+/// Parse registry.yml (schema 2).
+pub fn parse_registry(path: &Path, text: &str) -> Result<State, Failure> {
+    let file: RegistryFile = parse_versioned(path, text, SCHEMA_VERSION, true)?;
+    check_instances(path, text, &file.instances)?;
+    check_ports(path, text, &file.ports)?;
+    Ok(State {
+        instances: file.instances,
+        ports: file.ports,
+    })
+}
+
+/// Parse a schema-1 instances.yml (`None`: the file does not exist = no instances).
+pub fn parse_instances(path: &Path, text: Option<&str>) -> Result<Vec<InstanceEntry>, Failure> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let file: LegacyInstancesFile = parse_versioned(path, text, LEGACY_SCHEMA_VERSION, false)?;
+    check_instances(path, text, &file.instances)?;
+    Ok(file.instances)
+}
+
+/// Parse a schema-1 ports.yml (`None`: the file does not exist = no reservations).
+pub fn parse_ports(path: &Path, text: Option<&str>) -> Result<Vec<PortReservation>, Failure> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let file: LegacyPortsFile = parse_versioned(path, text, LEGACY_SCHEMA_VERSION, false)?;
+    check_ports(path, text, &file.ports)?;
     Ok(file.ports)
+}
+
+/// The explicit upconvert 1 -> 2: the two schema-1 files (each `(path, text)`, text `None`
+/// when absent) become one registry. Either broken is an error naming it; nothing is
+/// written here (the caller writes registry.yml, then removes the legacy pair).
+pub fn upconvert_v1(
+    instances: (&Path, Option<&str>),
+    ports: (&Path, Option<&str>),
+) -> Result<State, Failure> {
+    Ok(State {
+        instances: parse_instances(instances.0, instances.1)?,
+        ports: parse_ports(ports.0, ports.1)?,
+    })
 }
 
 fn to_yaml<T: Serialize>(value: &T, what: &str) -> anyhow::Result<String> {
@@ -320,25 +399,15 @@ pub enum Reserved {
 }
 
 impl State {
-    /// Text of instances.yml for this state.
-    pub fn render_instances(&self) -> anyhow::Result<String> {
+    /// Text of registry.yml for this state.
+    pub fn render(&self) -> anyhow::Result<String> {
         to_yaml(
-            &InstancesFile {
+            &RegistryFile {
                 schema_version: SCHEMA_VERSION,
                 instances: self.instances.clone(),
-            },
-            "instances.yml",
-        )
-    }
-
-    /// Text of ports.yml for this state.
-    pub fn render_ports(&self) -> anyhow::Result<String> {
-        to_yaml(
-            &PortsFile {
-                schema_version: SCHEMA_VERSION,
                 ports: self.ports.clone(),
             },
-            "ports.yml",
+            "registry.yml",
         )
     }
 
@@ -351,7 +420,7 @@ impl State {
     }
 
     /// Every port the registry claims: reservations plus the ports instances record
-    /// (defensive: a hand-edited instances.yml must not lead to a double allocation).
+    /// (defensive: a hand-edited `instances` list must not lead to a double allocation).
     fn claimed(&self) -> BTreeSet<u16> {
         let mut set: BTreeSet<u16> = self.ports.iter().map(|r| r.port).collect();
         for i in &self.instances {
@@ -410,7 +479,7 @@ impl State {
         Ok(Reserved::New(r))
     }
 
-    /// Drop every reservation of `instance`; refused while instances.yml still lists it
+    /// Drop every reservation of `instance`; refused while the registry still lists the instance
     /// (its service would keep listening on a port the allocator hands out again).
     pub fn release(&mut self, instance: &str) -> Result<Vec<PortReservation>, Failure> {
         if self.instances.iter().any(|i| i.name == instance) {

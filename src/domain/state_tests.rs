@@ -31,31 +31,77 @@ ports:
     reserved_at: 2026-11-26T08:00:00Z
 ";
 
+/// A registry.yml: one instance (also recording port 5000) and its reservation.
+const REGISTRY: &str = "\
+schema_version: 2
+instances:
+  - name: budget
+    domain: budget.example.org
+    port: 5000
+    version_binding: current
+    data_dir: /srv/budget/data
+    created_at: 2026-11-26T08:00:00Z
+    last_changed: 2026-11-26T08:00:00Z
+ports:
+  - port: 5000
+    instance: budget
+    reserved_at: 2026-11-26T08:00:00Z
+";
+
 #[test]
-fn missing_files_are_an_empty_registry() {
+fn missing_legacy_files_are_an_empty_registry() {
     let p = Path::new("/r/ports.yml");
     assert_eq!(parse_ports(p, None).unwrap(), vec![]);
     assert_eq!(parse_instances(p, None).unwrap(), vec![]);
+    assert_eq!(
+        upconvert_v1((p, None), (p, None)).unwrap(),
+        State::default()
+    );
 }
 
 #[test]
-fn ports_round_trip() {
-    let p = Path::new("/r/ports.yml");
-    let ports = parse_ports(p, Some(PORTS)).unwrap();
-    assert_eq!(ports[0].port, 5000);
-    let state = State {
-        instances: vec![],
-        ports,
-    };
-    let text = state.render_ports().unwrap();
-    assert_eq!(parse_ports(p, Some(&text)).unwrap(), state.ports);
-    assert!(text.starts_with("schema_version: 1\n"), "{text}");
+fn registry_round_trip() {
+    let p = Path::new("/r/registry.yml");
+    let state = parse_registry(p, REGISTRY).unwrap();
+    assert_eq!((state.instances[0].port, state.ports[0].port), (5000, 5000));
+    let text = state.render().unwrap();
+    assert_eq!(parse_registry(p, &text).unwrap(), state);
+    assert!(text.starts_with("schema_version: 2\n"), "{text}");
+}
+
+#[test]
+fn the_legacy_pair_upconverts_to_the_same_state() {
+    let legacy_instances = REGISTRY
+        .replace("schema_version: 2", "schema_version: 1")
+        .split("ports:\n")
+        .next()
+        .unwrap()
+        .to_string();
+    let upconverted = upconvert_v1(
+        (Path::new("/r/instances.yml"), Some(&legacy_instances)),
+        (Path::new("/r/ports.yml"), Some(PORTS)),
+    )
+    .unwrap();
+    assert_eq!(
+        upconverted,
+        parse_registry(Path::new("/r/registry.yml"), REGISTRY).unwrap()
+    );
+    // A broken half is named, not skipped.
+    let err = upconvert_v1(
+        (Path::new("/r/instances.yml"), Some(&legacy_instances)),
+        (
+            Path::new("/r/ports.yml"),
+            Some("schema_version: 1\nports: [\n"),
+        ),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("/r/ports.yml"), "{}", err.message);
 }
 
 #[test]
 fn instances_round_trip_with_optional_fields() {
     let text = "\
-schema_version: 1
+schema_version: 2
 instances:
   - name: budget
     domain: budget.example.org
@@ -69,88 +115,110 @@ instances:
     tls_key: /etc/ssl/b.key
     https_port: 8443
 ";
-    let p = Path::new("/r/instances.yml");
-    let list = parse_instances(p, Some(text)).unwrap();
+    let p = Path::new("/r/registry.yml");
+    let state = parse_registry(p, text).unwrap();
+    let list = &state.instances;
     assert_eq!(
         list[0].version_binding,
         VersionBinding::Exact(semver::Version::new(26, 9, 0))
     );
     assert_eq!(list[0].tls_source, Some(TlsSource::Custom));
     assert_eq!(list[0].notes, "");
-    let state = State {
-        instances: list,
-        ports: vec![],
-    };
-    assert_eq!(
-        parse_instances(p, Some(&state.render_instances().unwrap())).unwrap(),
-        state.instances
-    );
+    assert!(state.ports.is_empty());
+    assert_eq!(parse_registry(p, &state.render().unwrap()).unwrap(), state);
 }
 
 #[test]
 fn unknown_field_names_file_and_line() {
-    let text = PORTS.replace(
+    let text = REGISTRY.replace(
         "    instance: budget\n",
         "    instance: budget\n    colour: red\n",
     );
-    let err = parse_ports(Path::new("/r/ports.yml"), Some(&text)).unwrap_err();
+    let err = parse_registry(Path::new("/r/registry.yml"), &text).unwrap_err();
     assert_eq!(err.kind, Kind::Validation);
     assert!(
-        err.message.contains("/r/ports.yml line 5"),
-        "{}",
         err.message
-    );
-    assert!(
-        err.message
-            .contains("line 5 column 5: unknown field `colour`"),
+            .contains("/r/registry.yml line 13 column 5: unknown field `colour`"),
         "{}",
         err.message
     );
     // The position is stated once, not repeated by the YAML library's own text.
     assert_eq!(err.message.matches("line").count(), 1, "{}", err.message);
     assert!(err.hint.unwrap().contains("never rewrites"));
+    // The same in a legacy file.
+    let text = PORTS.replace(
+        "    instance: budget\n",
+        "    instance: budget\n    colour: red\n",
+    );
+    let err = parse_ports(Path::new("/r/ports.yml"), Some(&text)).unwrap_err();
+    assert!(
+        err.message.contains("/r/ports.yml line 5 column 5"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
 fn bad_yaml_and_bad_binding_are_validation_errors() {
     let p = Path::new("/r/x.yml");
-    for text in ["schema_version: 1\nports: [\n", "", "ports: []\n", "- 1\n"] {
-        let err = parse_ports(p, Some(text)).unwrap_err();
+    for text in ["schema_version: 2\nports: [\n", "", "ports: []\n", "- 1\n"] {
+        let err = parse_registry(p, text).unwrap_err();
         assert_eq!(err.kind, Kind::Validation, "{text:?}");
         assert!(err.message.contains("/r/x.yml"), "{}", err.message);
     }
-    let bad = "schema_version: 1\ninstances:\n  - name: a\n    domain: a.org\n    port: 5000\n    version_binding: latest\n    data_dir: /d\n    created_at: 2026-11-26T08:00:00Z\n    last_changed: 2026-11-26T08:00:00Z\n";
-    let err = parse_instances(p, Some(bad)).unwrap_err();
+    let bad = "schema_version: 2\ninstances:\n  - name: a\n    domain: a.org\n    port: 5000\n    version_binding: latest\n    data_dir: /d\n    created_at: 2026-11-26T08:00:00Z\n    last_changed: 2026-11-26T08:00:00Z\n";
+    let err = parse_registry(p, bad).unwrap_err();
     assert!(err.message.contains("line 6"), "{}", err.message);
 }
 
 #[test]
-fn schema_versions_newer_and_unknown() {
-    let p = Path::new("/r/ports.yml");
-    let err = parse_ports(p, Some("schema_version: 2\nports: []\nnew_thing: 1\n")).unwrap_err();
+fn schema_versions_newer_older_and_unknown() {
+    let p = Path::new("/r/registry.yml");
+    let err = parse_registry(p, "schema_version: 3\nports: []\nnew_thing: 1\n").unwrap_err();
     assert_eq!(err.kind, Kind::Validation);
     assert!(err.message.contains("newer abssctl"), "{}", err.message);
-    let err = parse_ports(p, Some("schema_version: 0\n")).unwrap_err();
+    // Schema 1 was never a registry.yml, and a legacy file never had schema 2.
+    let err = parse_registry(p, "schema_version: 1\nports: []\n").unwrap_err();
+    assert!(err.message.contains("line 1"), "{}", err.message);
+    assert!(!err.message.contains("newer"), "{}", err.message);
+    let err = parse_ports(Path::new("/r/ports.yml"), Some("schema_version: 2\n")).unwrap_err();
+    assert!(
+        err.message.contains("ever written for this file"),
+        "{}",
+        err.message
+    );
+    let err = parse_registry(p, "schema_version: 0\n").unwrap_err();
     assert!(err.message.contains("line 1"), "{}", err.message);
 }
 
 #[test]
-fn semantic_errors_point_at_the_entry() {
-    let p = Path::new("/r/ports.yml");
+fn semantic_errors_point_at_the_entry_in_its_section() {
+    let p = Path::new("/r/registry.yml");
     let dup = format!(
-        "{PORTS}  - port: 5000\n    instance: other\n    reserved_at: 2026-11-26T08:00:00Z\n"
+        "{REGISTRY}  - port: 5000\n    instance: other\n    reserved_at: 2026-11-26T08:00:00Z\n"
     );
-    let err = parse_ports(p, Some(&dup)).unwrap_err();
+    let err = parse_registry(p, &dup).unwrap_err();
+    // Line 14, not line 11: the instance's own `port: 5000` (line 5) is in another section.
     assert!(
-        err.message.contains("line 6") && err.message.contains("twice"),
+        err.message.contains("line 14") && err.message.contains("twice"),
         "{}",
         err.message
     );
-    let low = PORTS.replace("5000", "80");
-    let err = parse_ports(p, Some(&low)).unwrap_err();
-    assert!(err.message.contains("line 3"), "{}", err.message);
-    let name = PORTS.replace("budget", "Bad_Name");
-    assert!(parse_ports(p, Some(&name)).is_err());
+    let low = REGISTRY.replace("  - port: 5000", "  - port: 80");
+    let err = parse_registry(p, &low).unwrap_err();
+    assert!(err.message.contains("line 11"), "{}", err.message);
+    let name = REGISTRY.replace("instance: budget", "instance: Bad_Name");
+    assert!(parse_registry(p, &name).is_err());
+    let dup = REGISTRY.replace(
+        "ports:\n",
+        "  - name: budget\n    domain: b.org\n    port: 5001\n    version_binding: current\n    data_dir: /d\n    created_at: 2026-11-26T08:00:00Z\n    last_changed: 2026-11-26T08:00:00Z\nports:\n",
+    );
+    let err = parse_registry(p, &dup).unwrap_err();
+    assert!(
+        err.message.contains("line 10") && err.message.contains("listed twice"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
@@ -176,10 +244,7 @@ fn allocation_is_sequential_and_skips_reserved_and_busy_ports() {
 #[test]
 fn allocation_skips_ports_recorded_by_instances_and_starts_at_1024() {
     let text = "schema_version: 1\ninstances:\n  - name: a\n    domain: a.org\n    port: 5000\n    version_binding: current\n    data_dir: /d\n    created_at: 2026-11-26T08:00:00Z\n    last_changed: 2026-11-26T08:00:00Z\n    https_port: 5001\n";
-    let mut s = State {
-        instances: parse_instances(Path::new("/i"), Some(text)).unwrap(),
-        ports: vec![],
-    };
+    let mut s = parse_registry(Path::new("/i"), &text.replace("version: 1", "version: 2")).unwrap();
     let Reserved::New(r) = s.reserve("b", None, 5000, &free(), now()).unwrap() else {
         panic!()
     };

@@ -135,7 +135,16 @@ pub fn execute(cli: Cli) -> i32 {
         warnings: Vec::new(),
         lock_wait: Duration::ZERO,
     };
-    sys::logging::init(&cli.global, &op.op_id.to_string(), &command);
+    let log = sys::logging::LogOptions {
+        quiet: cli.global.quiet,
+        verbose: cli.global.verbose,
+        color: !cli.global.no_color,
+    };
+    sys::logging::init(log, &op.op_id.to_string(), &command);
+    // Every line of the command, the "finished" one included, is inside this span; it
+    // carries ABSSCTL_INSTANCE once the command knows its instance.
+    let span = sys::logging::command_span();
+    let _in_command = span.enter();
 
     let mut ctx_slot = None;
     let result = load_context(&cli, op).and_then(|ctx| {

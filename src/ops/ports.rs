@@ -51,6 +51,7 @@ pub fn list(ctx: &Ctx) -> Result<PortList> {
 fn begin(ctx: &mut Ctx, instance: &str) -> Result<Option<(LockGuard, LockGuard)>> {
     ctx.require_root()?;
     validate::instance_name(instance)?;
+    crate::sys::logging::set_instance(instance);
     ctx.op.target = Some(Target {
         kind: "instance".into(),
         name: instance.to_string(),
@@ -107,7 +108,7 @@ pub fn reserve(ctx: &mut Ctx, instance: &str, port: Option<u16>) -> Result<Reser
         let desc = format!(
             "reserve port {} for '{instance}' in {}",
             r.port,
-            ctx.layout.ports_file.display()
+            ctx.layout.registry_file.display()
         );
         write_plan(ctx, &locks, "reserve_port", desc, &before, &after)?
     } else {
@@ -133,7 +134,7 @@ pub fn release(ctx: &mut Ctx, instance: &str) -> Result<ReleaseResult> {
     let desc = format!(
         "release port(s) {} of '{instance}' in {}",
         ports.join(", "),
-        ctx.layout.ports_file.display()
+        ctx.layout.registry_file.display()
     );
     let planned = write_plan(ctx, &locks, "release_port", desc, &before, &after)?;
     Ok(ReleaseResult {

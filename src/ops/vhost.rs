@@ -156,7 +156,14 @@ pub fn plan_remove<'a>(
             if !change.changed() {
                 return txn::no_undo();
             }
-            sys::nginx::reload(prov.systemd)?;
+            if let Err(e) = sys::nginx::reload(prov.systemd) {
+                // As in plan_apply: nginx still serves the vhost, so the files come back
+                // (a failed step is not undone by the plan; it must not leave half).
+                return Err(match sys::nginx::restore(&change) {
+                    Ok(()) => e.context("previous vhost files restored"),
+                    Err(u) => e.context(format!("and restoring the previous vhost failed: {u:#}")),
+                });
+            }
             txn::undo(move || undo_change(&change, prov))
         },
     );

@@ -1,5 +1,6 @@
 //! Appends operation records to operations.jsonl (one line each, O_APPEND so concurrent
-//! writers never interleave inside a line: each record is written with one write(2)).
+//! writers never interleave inside a line: each record is written with one write(2)),
+//! fsynced before the command exits.
 
 use crate::domain::audit::AuditRecord;
 use anyhow::{Context, Result};
@@ -13,6 +14,7 @@ pub fn append(path: &Path, record: &AuditRecord) -> Result<()> {
     if let Some(dir) = path.parent() {
         crate::sys::fs::create_dir_all_mode(dir, 0o750)?;
     }
+    let new = !path.exists();
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -21,5 +23,12 @@ pub fn append(path: &Path, record: &AuditRecord) -> Result<()> {
         .with_context(|| format!("opening {}", path.display()))?;
     f.write_all(&line)
         .with_context(|| format!("appending to {}", path.display()))?;
+    // The record is the trail of what a command did to the machine: it must survive a
+    // power cut that the command's own (fsynced) changes survive.
+    f.sync_data()
+        .with_context(|| format!("syncing {}", path.display()))?;
+    if new {
+        crate::sys::fs::sync_parent(path)?;
+    }
     Ok(())
 }

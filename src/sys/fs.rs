@@ -57,13 +57,49 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("syncing directory {}", dir.display()))
 }
 
+/// fsync the directory `path` is in (after creating, renaming or removing `path`).
+pub fn sync_parent(path: &Path) -> Result<()> {
+    sync_dir(parent_of(path))
+}
+
+/// mkdir -p with [`DIR_MODE`], durably: the parent of every directory it made is fsynced,
+/// so a file written into a new directory does not vanish with it at a power cut.
+fn create_dirs_durable(dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.as_os_str().is_empty() && d.symlink_metadata().is_err() {
+        missing.push(d);
+        match d.parent() {
+            Some(p) => d = p,
+            None => break,
+        }
+    }
+    create_dir_all_mode(dir, DIR_MODE)?;
+    // Outermost first, as they were made.
+    for made in missing.into_iter().rev() {
+        sync_parent(made)?;
+    }
+    Ok(())
+}
+
+/// Copy a file and make the copy durable (its bytes and its directory entry) before the
+/// caller relies on it, e.g. replaces the original.
+pub fn copy_durable(from: &Path, to: &Path) -> Result<()> {
+    std::fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    std::fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing {}", to.display()))?;
+    sync_parent(to)
+}
+
 /// Replace `path` with `bytes` atomically and durably: temp file in the same directory
 /// (so the rename cannot cross filesystems), mode set before any byte is written, fsync of
 /// the file, rename over the target, fsync of the directory. Missing parent directories are
-/// created with [`DIR_MODE`].
+/// created with [`DIR_MODE`], and durably too.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = parent_of(path);
-    create_dir_all_mode(dir, DIR_MODE)?;
+    create_dirs_durable(dir)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".abssctl-")
         .suffix(".tmp")

@@ -2,7 +2,7 @@
 //!
 //! The order matters because nginx serves every site on the machine, not only ours:
 //! 1. the new text is written aside (`<file>.new`, fsynced), a changed file is copied to
-//!    `<file>.bak-<op_id>`;
+//!    `<file>.bak-<op_id>` (fsynced too, before anything relies on it);
 //! 2. the new file is renamed over the old one and the relative sites-enabled symlink made;
 //! 3. `nginx -t` checks the whole configuration; nothing is reloaded yet, so the running
 //!    nginx keeps serving the previous configuration throughout;
@@ -288,7 +288,9 @@ pub fn install(
             None => FileBefore::Absent,
             Some(_) => {
                 let bak = paths.backup_file(op_id);
-                if let Err(e) = std::fs::copy(&paths.file, &bak).with_context(|| {
+                // Durable before the rename below replaces the original: a power cut
+                // after it must find the old bytes in the backup, not an empty file.
+                if let Err(e) = fs::copy_durable(&paths.file, &bak).with_context(|| {
                     format!("backing up {} to {}", paths.file.display(), bak.display())
                 }) {
                     fs::remove_file_if_exists(&new)?;

@@ -15,7 +15,7 @@ use crate::ops::Ctx;
 use crate::ops::version::InstallOpts;
 use crate::ops::vhost::{self, Providers, VhostRequest, VhostSummary};
 use crate::sys;
-use crate::sys::systemd::{LazySystemd, Systemd};
+use crate::sys::systemd::LazySystemd;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -140,6 +140,8 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
             }
         };
     validate::instance_name(&args.name)?;
+    // The nested install's lines belong to this instance's command too.
+    sys::logging::set_instance(&args.name);
     // From nothing to serving in one command: with the version missing, install it first
     // (before our locks: the install takes the global lock itself).
     if !ctx.globals.dry_run && needs_install(&ctx.layout, &binding)? {
@@ -291,7 +293,7 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
         &after,
         format!(
             "register '{name_s}' on port {port} in {}",
-            layout.instances_file.display()
+            layout.registry_file.display()
         ),
     );
     adopt.plan_account(&mut plan);
@@ -305,12 +307,7 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
         Some(dropin),
         false,
     );
-    let unit_list = vec![unit.clone()];
-    let sdr: &dyn Systemd = &sd;
-    plan.step("unit_enable", format!("enable {unit}"), move || {
-        sdr.enable_units(&unit_list)?;
-        txn::undo(move || sdr.disable_units(&unit_list))
-    });
+    super::step_unit_file(&mut plan, &sd, unit.clone(), super::BootStart::Enable, "");
     step_start_healthy(&mut plan, &sd, unit.clone(), port, false, Some(&healthy));
     if let Some(pw) = password.as_deref() {
         let warning = &warning;

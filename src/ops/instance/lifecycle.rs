@@ -3,8 +3,8 @@
 //! idempotent (asking for the state that already holds changes nothing).
 
 use super::{
-    JOB_TIMEOUT, Locks, begin, find, render_dropin, resolve_version, step_dropin, step_save_state,
-    step_start_healthy,
+    BootStart, JOB_TIMEOUT, Locks, begin, find, render_dropin, resolve_version, step_dropin,
+    step_save_state, step_start_healthy,
 };
 use crate::domain::instance as inst;
 use crate::domain::layout::Layout;
@@ -100,7 +100,6 @@ pub fn run_verb(ctx: &mut Ctx, name: &str, verb: Verb) -> Result<ActionResult> {
     let enabled = live
         .as_ref()
         .is_some_and(|s| s.unit_file_state == "enabled");
-    let units = vec![unit.clone()];
     match verb {
         Verb::Start if active && super::probe_health(e.port) => {}
         Verb::Start => {
@@ -120,26 +119,16 @@ pub fn run_verb(ctx: &mut Ctx, name: &str, verb: Verb) -> Result<ActionResult> {
         }
         Verb::Enable if enabled => {}
         Verb::Enable => {
-            plan.step(
-                "unit_enable",
-                format!("enable {unit} (start at boot)"),
-                move || {
-                    sdr.enable_units(&units)?;
-                    txn::undo(move || sdr.disable_units(&units))
-                },
-            );
+            super::step_unit_file(&mut plan, sdr, unit, BootStart::Enable, " (start at boot)")
         }
         Verb::Disable if live.is_some() && !enabled => {}
-        Verb::Disable => {
-            plan.step(
-                "unit_disable",
-                format!("disable {unit} (no start at boot)"),
-                move || {
-                    sdr.disable_units(&units)?;
-                    txn::undo(move || sdr.enable_units(&units))
-                },
-            );
-        }
+        Verb::Disable => super::step_unit_file(
+            &mut plan,
+            sdr,
+            unit,
+            BootStart::Disable,
+            " (no start at boot)",
+        ),
     }
     finish(ctx, plan, name.as_str(), verb.word(), &timing)
 }
@@ -228,11 +217,7 @@ pub fn delete(ctx: &mut Ctx, name: &str, purge_data: bool) -> Result<ActionResul
         &mut plan,
     )?;
     super::step_stop(&mut plan, sdr, unit.clone(), e.port);
-    let units = vec![unit.clone()];
-    plan.step("unit_disable", format!("disable {unit}"), move || {
-        sdr.disable_units(&units)?;
-        txn::undo(move || sdr.enable_units(&units))
-    });
+    super::step_unit_file(&mut plan, sdr, unit.clone(), BootStart::Disable, "");
     step_dropin(
         &mut plan,
         sdr,

@@ -59,6 +59,7 @@ pub type Locks = Option<(LockGuard, LockGuard)>;
 /// Root check, name check, audit target, locks.
 pub fn begin(ctx: &mut Ctx, name: &str) -> Result<(InstanceName, Locks)> {
     let name = validate::instance_name(name)?;
+    sys::logging::set_instance(name.as_str());
     ctx.require_root()?;
     ctx.op.target = Some(Target {
         kind: "instance".into(),
@@ -177,8 +178,29 @@ pub fn step_save_state<'a>(
     });
 }
 
-/// Write (Some) or remove (None) a file and reload systemd; the undo puts the previous
-/// content back and reloads again, so systemd never runs with a half-undone setup.
+/// The drop-in file becomes `text` (None: removed, and its directory with it when empty),
+/// durably.
+fn put_dropin(path: &Path, text: Option<&str>) -> Result<()> {
+    match text {
+        Some(t) => sys::fs::write_atomic(path, t.as_bytes(), inst::DROPIN_MODE),
+        None => {
+            if sys::fs::remove_file_if_exists(path)? {
+                sys::fs::sync_parent(path)?;
+            }
+            if let Some(dir) = path.parent() {
+                // Only if empty: an operator's own drop-in next to ours stays.
+                sys::instdir::remove_dir_if_empty(dir)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Write (Some) or remove (None) a drop-in and reload systemd; returns the previous text.
+/// The step has two effects (the file, systemd's view of it), so a failed reload puts the
+/// previous file back before the error goes up: the plan only undoes steps that
+/// succeeded, and this one must not leave a file systemd was never told about. A second
+/// reload follows the restore, in case the failed call had reloaded after all.
 fn swap_dropin(
     sd: &dyn Systemd,
     path: &Path,
@@ -189,18 +211,21 @@ fn swap_dropin(
     if previous.as_deref() == text {
         return Ok(previous);
     }
-    match text {
-        Some(t) => sys::fs::write_atomic(path, t.as_bytes(), inst::DROPIN_MODE)?,
-        None => {
-            sys::fs::remove_file_if_exists(path)?;
-            if let Some(dir) = path.parent() {
-                // Only if empty: an operator's own drop-in next to ours stays.
-                sys::instdir::remove_dir_if_empty(dir)?;
-            }
-        }
-    }
-    if reload {
-        sd.daemon_reload()?;
+    put_dropin(path, text)?;
+    if reload && let Err(e) = sd.daemon_reload() {
+        return Err(match put_dropin(path, previous.as_deref()) {
+            Err(back) => e.context(format!(
+                "and putting the previous {} back failed ({back:#}); fix it by hand",
+                path.display()
+            )),
+            Ok(()) => match sd.daemon_reload() {
+                Ok(()) => e.context(format!("previous {} put back", path.display())),
+                Err(again) => e.context(format!(
+                    "previous {} put back; systemd has not reloaded it ({again:#}): run systemctl daemon-reload",
+                    path.display()
+                )),
+            },
+        });
     }
     Ok(previous)
 }
@@ -228,6 +253,43 @@ pub fn step_dropin<'a>(
         }
         txn::undo(move || swap_dropin(sd, &path, previous.as_deref(), true).map(drop))
     });
+}
+
+/// Which way [`step_unit_file`] turns a unit's start at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootStart {
+    Enable,
+    Disable,
+}
+
+/// Step: enable (or disable) the unit's start at boot; the undo does the reverse. The one
+/// place this pair is written (create, enable, disable, delete and rename use it).
+/// `note` is added to the description (e.g. " (start at boot)").
+pub fn step_unit_file<'a>(
+    plan: &mut Plan<'a>,
+    sd: &'a dyn Systemd,
+    unit: String,
+    want: BootStart,
+    note: &str,
+) {
+    let (action, verb) = match want {
+        BootStart::Enable => ("unit_enable", "enable"),
+        BootStart::Disable => ("unit_disable", "disable"),
+    };
+    plan.step(action, format!("{verb} {unit}{note}"), move || {
+        let units = vec![unit];
+        let enable = want == BootStart::Enable;
+        set_boot(sd, &units, enable)?;
+        txn::undo(move || set_boot(sd, &units, !enable))
+    });
+}
+
+fn set_boot(sd: &dyn Systemd, units: &[String], enable: bool) -> Result<()> {
+    if enable {
+        sd.enable_units(units)
+    } else {
+        sd.disable_units(units)
+    }
 }
 
 /// The last journal lines of a unit, for an error hint; a failure to read them is said so.
@@ -371,3 +433,7 @@ pub fn step_start_healthy<'a>(
         },
     );
 }
+
+#[cfg(test)]
+#[path = "mod_tests.rs"]
+mod tests;

@@ -28,16 +28,18 @@ pub struct InstanceView {
     pub version: Option<String>,
     pub data_dir: PathBuf,
     pub unit: String,
-    pub load_state: String,
-    pub active_state: String,
-    pub sub_state: String,
+    // The live fields: null when systemd could not be asked (the registry fields above
+    // are still shown, with one warning).
+    pub load_state: Option<String>,
+    pub active_state: Option<String>,
+    pub sub_state: Option<String>,
     /// systemd's UnitFileState: enabled, disabled, ...
-    pub enabled: String,
+    pub enabled: Option<String>,
     pub main_pid: Option<u32>,
-    pub restarts: u32,
+    pub restarts: Option<u32>,
     pub memory_bytes: Option<u64>,
     /// `up` (GET /health answered), `down` (running but not answering), `stopped`.
-    pub health: &'static str,
+    pub health: Option<&'static str>,
     pub tls_source: Option<TlsSource>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
@@ -49,6 +51,9 @@ pub struct InstanceView {
 #[derive(Debug, Clone, Serialize)]
 pub struct ListResult {
     pub instances: Vec<InstanceView>,
+    /// What could not be read (systemd unreachable: live fields are null).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The installed version a binding resolves to; `None` when it is not installed (a fact
@@ -66,14 +71,27 @@ fn installed_version(layout: &Layout, binding: &VersionBinding) -> Result<Option
     }
 }
 
-fn view(layout: &Layout, e: &InstanceEntry, st: Option<&UnitStatus>) -> Result<InstanceView> {
-    let st = st.cloned().unwrap_or_default();
-    let active = st.active_state == "active";
-    let health = match (active, active && probe_health(e.port)) {
-        (true, true) => "up",
-        (true, false) => "down",
-        _ => "stopped",
-    };
+/// What systemd said about the units (`None`: it could not be asked).
+type Live = Option<Vec<UnitStatus>>;
+
+fn view(layout: &Layout, e: &InstanceEntry, live: &Live) -> Result<InstanceView> {
+    let unit = Layout::unit_name(&e.name);
+    // A unit systemd does not list is one it does not know: all defaults ("", 0).
+    let st = live.as_ref().map(|l| {
+        l.iter()
+            .find(|s| s.unit == unit)
+            .cloned()
+            .unwrap_or_default()
+    });
+    let health = st.as_ref().map(|st| {
+        let active = st.active_state == "active";
+        match (active, active && probe_health(e.port)) {
+            (true, true) => "up",
+            (true, false) => "down",
+            _ => "stopped",
+        }
+    });
+    let st = st.as_ref();
     Ok(InstanceView {
         name: e.name.clone(),
         domain: e.domain.clone(),
@@ -83,52 +101,72 @@ fn view(layout: &Layout, e: &InstanceEntry, st: Option<&UnitStatus>) -> Result<I
         version_binding: e.version_binding.clone(),
         version: installed_version(layout, &e.version_binding)?,
         data_dir: e.data_dir.clone(),
-        unit: Layout::unit_name(&e.name),
-        load_state: st.load_state,
-        active_state: st.active_state,
-        sub_state: st.sub_state,
-        enabled: st.unit_file_state,
-        main_pid: Some(st.main_pid).filter(|p| *p != 0),
-        restarts: st.n_restarts,
-        memory_bytes: st.memory_bytes,
+        load_state: st.map(|s| s.load_state.clone()),
+        active_state: st.map(|s| s.active_state.clone()),
+        sub_state: st.map(|s| s.sub_state.clone()),
+        enabled: st.map(|s| s.unit_file_state.clone()),
+        main_pid: st.map(|s| s.main_pid).filter(|p| *p != 0),
+        restarts: st.map(|s| s.n_restarts),
+        memory_bytes: st.and_then(|s| s.memory_bytes),
         health,
+        unit,
         tls_source: e.tls_source,
         created_at: e.created_at,
         last_changed: e.last_changed,
     })
 }
 
-/// Registry entries joined with one batched status read.
-fn views(ctx: &Ctx, entries: &[&InstanceEntry]) -> Result<Vec<InstanceView>> {
+/// Registry entries joined with one batched status read. Reading is not changing: when
+/// systemd cannot be asked (no bus, a container without systemd, a timeout) the registry
+/// is still shown, the live fields are null and ONE warning says why (the confconsole
+/// menu and `doctor` list instances on a box whose systemd is in trouble).
+fn views(
+    ctx: &Ctx,
+    sd: &dyn Systemd,
+    entries: &[&InstanceEntry],
+) -> Result<(Vec<InstanceView>, Vec<String>)> {
     let units: Vec<String> = entries.iter().map(|e| Layout::unit_name(&e.name)).collect();
-    let sd = LazySystemd::new();
-    let statuses = sd.unit_status(&units)?;
-    entries
+    let mut warnings = Vec::new();
+    let live: Live = match sd.unit_status(&units) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            warnings.push(format!(
+                "systemd could not be asked about the instances ({}); live fields are unknown",
+                crate::error::classify(&e).1
+            ));
+            None
+        }
+    };
+    let list = entries
         .iter()
-        .map(|e| {
-            let unit = Layout::unit_name(&e.name);
-            view(&ctx.layout, e, statuses.iter().find(|s| s.unit == unit))
-        })
-        .collect()
+        .map(|e| view(&ctx.layout, e, &live))
+        .collect::<Result<_>>()?;
+    Ok((list, warnings))
 }
 
-/// Every instance (no lock: registry files are replaced by rename, a reader sees a whole
+/// Every instance (no lock: the registry is replaced by rename, a reader sees a whole
 /// file; works unprivileged).
-pub fn list(ctx: &Ctx) -> Result<ListResult> {
+pub fn list(ctx: &mut Ctx) -> Result<ListResult> {
     let state = State::load(&ctx.layout)?;
     let mut entries: Vec<&InstanceEntry> = state.instances.iter().collect();
     entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let (instances, warnings) = views(ctx, &LazySystemd::new(), &entries)?;
+    ctx.op.warnings.extend(warnings.clone());
     Ok(ListResult {
-        instances: views(ctx, &entries)?,
+        instances,
+        warnings,
     })
 }
 
-/// One instance.
-pub fn show(ctx: &Ctx, name: &str) -> Result<InstanceView> {
+/// One instance, and what could not be read (see [`views`]).
+pub fn show(ctx: &mut Ctx, name: &str) -> Result<(InstanceView, Vec<String>)> {
     validate::instance_name(name)?;
+    sys::logging::set_instance(name);
     let state = State::load(&ctx.layout)?;
     let e = find(&state, name)?;
-    Ok(views(ctx, &[e])?.remove(0))
+    let (mut list, warnings) = views(ctx, &LazySystemd::new(), &[e])?;
+    ctx.op.warnings.extend(warnings.clone());
+    Ok((list.remove(0), warnings))
 }
 
 /// `instance env --json`.
@@ -142,6 +180,7 @@ pub struct EnvResult {
 /// The environment the instance's server gets (as the drop-in on disk sets it).
 pub fn env(ctx: &Ctx, name: &str) -> Result<EnvResult> {
     validate::instance_name(name)?;
+    sys::logging::set_instance(name);
     let state = State::load(&ctx.layout)?;
     let e = find(&state, name)?;
     let path = inst::dropin_path(&ctx.layout, &e.name);
@@ -179,6 +218,7 @@ pub fn logs(
     follow: bool,
 ) -> Result<LogsResult> {
     validate::instance_name(name)?;
+    sys::logging::set_instance(name);
     let state = State::load(&ctx.layout)?;
     let e = find(&state, name)?;
     let q = sys::journal::Query {

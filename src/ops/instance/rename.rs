@@ -7,7 +7,9 @@
 
 use super::account;
 use super::lifecycle::{ActionResult, confirm, finish, step_restore_running};
-use super::{JOB_TIMEOUT, Locks, begin, find, render_dropin, resolve_version, step_dropin};
+use super::{
+    BootStart, JOB_TIMEOUT, Locks, begin, find, render_dropin, resolve_version, step_dropin,
+};
 use super::{step_save_state, step_start_healthy};
 use crate::domain::instance as inst;
 use crate::domain::layout::Layout;
@@ -27,6 +29,8 @@ use std::cell::Cell;
 pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionResult> {
     let new = validate::instance_name(new_name)?;
     let (old, locks): (_, Locks) = begin(ctx, old_name)?;
+    // Lines carry both names (the journal keeps both values of the field).
+    sys::logging::set_instance(new.as_str());
     let _new_lock = if ctx.globals.dry_run {
         None
     } else {
@@ -118,17 +122,14 @@ pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionRes
     let mut plan = Plan::new();
     step_restore_running(&mut plan, sdr, old_unit.clone(), e.port, was_active);
     {
-        let units = vec![old_unit.clone()];
-        plan.step(
-            "unit_stop_disable",
-            format!("stop and disable {old_unit}"),
-            move || {
-                sdr.stop_unit(&units[0], JOB_TIMEOUT)?;
-                sdr.disable_units(&units)?;
-                txn::undo(move || sdr.enable_units(&units))
-            },
-        );
+        // No undo of its own: step_restore_running above starts it again on rollback.
+        let unit = old_unit.clone();
+        plan.step("unit_stop", format!("stop {old_unit}"), move || {
+            sdr.stop_unit(&unit, JOB_TIMEOUT)?;
+            txn::no_undo()
+        });
     }
+    super::step_unit_file(&mut plan, sdr, old_unit.clone(), BootStart::Disable, "");
     step_dropin(
         &mut plan,
         sdr,
@@ -167,13 +168,7 @@ pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionRes
         Some(dropin),
         false,
     );
-    {
-        let units = vec![new_unit.clone()];
-        plan.step("unit_enable", format!("enable {new_unit}"), move || {
-            sdr.enable_units(&units)?;
-            txn::undo(move || sdr.disable_units(&units))
-        });
-    }
+    super::step_unit_file(&mut plan, sdr, new_unit.clone(), BootStart::Enable, "");
     step_start_healthy(&mut plan, sdr, new_unit, moved.port, false, Some(&timing));
     let req = VhostRequest {
         name: new.clone(),

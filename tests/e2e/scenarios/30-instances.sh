@@ -35,6 +35,8 @@ step "instance create from nothing: installs Actual, starts, bootstraps the pass
 must "create budget --domain budget.test --password-file" \
     in_ct abssctl instance create budget --domain budget.test --password-file /share/pw
 check "the newest version was installed and is current" in_ct test -L /srv/app/current
+check "journalctl ABSSCTL_INSTANCE=budget lists the lines of the create, the last one too" in_ct_sh '
+    journalctl --sync; journalctl -o cat ABSSCTL_INSTANCE=budget | grep -q "instance create finished"'
 check "https://budget.test/health answers UP through nginx" https_ok budget.test
 check "login with the bootstrapped password works" login_ok 5000 Correct-Horse-1
 check "list --json: active, up, enabled, pid, port 5000, system TLS" \
@@ -118,7 +120,7 @@ check "the error names the unit and carries the journal line" \
     grep -q "actual-sync@crash.service is not healthy" "$CT_SHARE/crash.out"
 check "... and the server's own output" grep -q "crashy: refusing to start" "$CT_SHARE/crash.out"
 check "nothing left: registry, drop-in, data dir, vhost, port" in_ct_sh '
-    ! grep -q crash /var/lib/abssctl/registry/instances.yml /var/lib/abssctl/registry/ports.yml
+    ! grep -q crash /var/lib/abssctl/registry/registry.yml
     ! test -e /etc/systemd/system/actual-sync@crash.service.d
     ! test -e /srv/crash && ! test -e /etc/nginx/sites-enabled/abssctl-crash.conf
     test "$(systemctl is-active actual-sync@crash.service)" != active'
@@ -131,9 +133,9 @@ check "... and budget serves its old version again" https_ok budget.test
 step "settings: set-port, set-domain, rename"
 check "set-port 5077" in_ct abssctl instance set-port budget 5077
 check "... serves through the vhost on the new port" https_ok budget.test
-check "... registry and ports.yml follow" in_ct_sh '
+check "... registry and its port reservations follow" in_ct_sh '
     abssctl --json instance show budget | jq -e ".port==5077"
-    grep -q "port: 5077" /var/lib/abssctl/registry/ports.yml && ! grep -q "port: 5000" /var/lib/abssctl/registry/ports.yml'
+    abssctl --json ports list | jq -e "any(.ports[]; .port==5077) and all(.ports[]; .port!=5000)"'
 check "set-fqdn (alias) money.test" in_ct abssctl instance set-fqdn budget money.test
 check "... money.test serves" https_ok money.test
 check "... budget.test is no longer ours" in_ct_sh '! grep -rq "budget.test" /etc/nginx/sites-enabled/'
