@@ -197,6 +197,7 @@ fn swap_dropin(
             }
         }
     }
+    crate::failpoint!("unit_dropin-before-reload");
     if reload {
         sd.daemon_reload()?;
     }
