@@ -41,7 +41,17 @@ pub struct Outcome {
     pub message: String,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
+    /// The system differs from before the command: true for a success that changed
+    /// something, and for a failure that left an effect behind (see `effects_kept`).
     pub changed: bool,
+    /// A transaction failed and every step it had applied was undone (its irreversible
+    /// steps excepted, which `effects_kept` names). False for a success, for a failure
+    /// before any change, and for an incomplete rollback.
+    pub rolled_back: bool,
+    /// After a failure: the action words (as in `planned_actions`) of the effects that
+    /// stayed, i.e. irreversible steps that ran (e.g. `server_password`, `purge_data`) and
+    /// steps whose undo failed.
+    pub effects_kept: Vec<String>,
     pub backups: Vec<String>,
 }
 
@@ -92,6 +102,8 @@ impl AuditRecord {
                 errors,
                 warnings: op.warnings.clone(),
                 changed,
+                rolled_back: false,
+                effects_kept: Vec::new(),
                 backups: Vec::new(),
             },
             rc,

@@ -6,7 +6,7 @@ use crate::cli::{Cli, GlobalArgs, Report};
 use crate::domain::audit::{self, Actor, AuditRecord, Target};
 use crate::domain::config::{self, Overrides, Resolved};
 use crate::domain::layout::Layout;
-use crate::domain::txn::PlannedAction;
+use crate::domain::txn::{PlannedAction, Rollback};
 use crate::error::{self, Kind};
 use crate::sys;
 use anyhow::Result;
@@ -160,9 +160,17 @@ pub fn execute(cli: Cli) -> i32 {
         Err(err) => {
             let (kind, message, hint) = error::classify(err);
             print_error(&cli.global, kind, &message, hint.as_deref());
-            (kind.exit_code(), message.clone(), vec![message], false)
+            // A failed command changed something only if its rollback left an effect.
+            let changed = err
+                .downcast_ref::<Rollback>()
+                .is_some_and(Rollback::changed);
+            (kind.exit_code(), message.clone(), vec![message], changed)
         }
     };
+    let rollback = result
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<Rollback>());
 
     // One structured line per command for the journal (stderr mode filters it out by
     // default, so the operator never sees the error twice).
@@ -175,7 +183,7 @@ pub fn execute(cli: Cli) -> i32 {
     // The audit record needs the layout; without a context (bad config) there is no
     // trustworthy log location, so the failure is only on stderr and in the journal.
     if let Some(ctx) = ctx_slot {
-        let record = AuditRecord::new(
+        let mut record = AuditRecord::new(
             &ctx.op,
             Actor::current(sys::privilege::user_name(), sys::env::is_ci()),
             rc,
@@ -184,6 +192,10 @@ pub fn execute(cli: Cli) -> i32 {
             changed,
             started.elapsed(),
         );
+        if let Some(r) = rollback {
+            record.result.rolled_back = r.complete();
+            record.result.effects_kept = r.effects_kept();
+        }
         if ctx.globals.dry_run {
             tracing::debug!("dry run: not writing the operations log");
         } else if let Err(e) = sys::audit::append(&ctx.layout.operations_log, &record) {

@@ -378,7 +378,7 @@ pub fn uninstall(ctx: &mut Ctx, arg: &str) -> Result<Report> {
     let vdir = layout.version_dir(&m.version);
     let mut freed = Vec::new();
     let mut plan = Plan::new();
-    plan.step(
+    plan.step_irreversible(
         "remove-version",
         format!("remove {}", vdir.display()),
         || {
@@ -389,7 +389,7 @@ pub fn uninstall(ctx: &mut Ctx, arg: &str) -> Result<Report> {
     if m.runtime.kind == "managed" && !used_nodes.contains(&m.runtime.node) {
         let rdir = layout.runtime_dir(&m.runtime.version);
         freed.push(rdir.display().to_string());
-        plan.step(
+        plan.step_irreversible(
             "remove-runtime",
             format!("remove the unused runtime {}", rdir.display()),
             move || {
@@ -401,7 +401,7 @@ pub fn uninstall(ctx: &mut Ctx, arg: &str) -> Result<Report> {
     if !used_npm.contains(&m.npm_version) {
         let ndir = layout.npm_dir(&m.npm_version);
         freed.push(ndir.display().to_string());
-        plan.step(
+        plan.step_irreversible(
             "remove-npm",
             format!("remove the unused npm {}", ndir.display()),
             move || {

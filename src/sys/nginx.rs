@@ -381,6 +381,7 @@ pub fn prune_backups(paths: &VhostPaths, keep: usize) -> Result<Vec<PathBuf>> {
 /// Reload nginx over D-Bus. A stopped nginx is left stopped (it reads the files when it
 /// starts); returns whether a reload happened.
 pub fn reload(systemd: &dyn Systemd) -> Result<bool> {
+    crate::failpoint!("nginx-reload");
     let status = systemd.unit_status(&[NGINX_UNIT.to_string()])?;
     let active = status
         .first()

@@ -311,7 +311,7 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
     step_start_healthy(&mut plan, &sd, unit.clone(), port, false, Some(&healthy));
     if let Some(pw) = password.as_deref() {
         let warning = &warning;
-        plan.step(
+        plan.step_irreversible(
             "server_password",
             "set the server password (POST /account/bootstrap)",
             move || {

@@ -242,7 +242,7 @@ pub fn delete(ctx: &mut Ctx, name: &str, purge_data: bool) -> Result<ActionResul
     }
     if purge_data {
         let dir = layout.instance_dir(&e.name);
-        plan.step(
+        plan.step_irreversible(
             "purge_data",
             format!("remove {} and everything in it", dir.display()),
             move || {

@@ -1,0 +1,203 @@
+//! Fault injection for rollbacks, CPU tier (feature `failpoints`, docs/testing.md): for
+//! every step k of the commands that need no systemd, the real binary is made to fail
+//! after step k applied (FAILPOINTS=txn-after-step-<k>=return), and the tree it manages
+//! must be byte-identical to before (paths, modes, owners, contents) while the operations
+//! log tells the truth (rc, changed, rolled_back, effects_kept, planned_actions). The
+//! commands that need systemd, nginx and a server run the same matrix in the real tier
+//! (tests/e2e/scenarios/50-failpoints.sh).
+#![cfg(feature = "failpoints")]
+#![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
+
+use abssctl::domain::txn::{self, Plan, Rollback};
+use assert_cmd::Command;
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+fn abssctl(root: &Path) -> Command {
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("abssctl"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ABSSCTL_ROOT", root);
+    c
+}
+
+/// Every path under `dir` with its type, mode, owner and content (or link target).
+fn tree(dir: &Path) -> BTreeMap<String, String> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(base).unwrap().display().to_string();
+            let what = if m.file_type().is_symlink() {
+                format!("-> {}", std::fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                walk(base, &p, out);
+                "dir".to_string()
+            } else {
+                abssctl::sys::fs::sha256_file(&p).unwrap()
+            };
+            let meta = format!("{:o} {}:{} {what}", m.mode(), m.uid(), m.gid());
+            out.insert(rel, meta);
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The state a command may touch: registry, installed versions, and not the log.
+fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    let mut all = tree(&root.join("var/lib/abssctl"));
+    for (k, v) in tree(&root.join("srv")) {
+        all.insert(format!("srv/{k}"), v);
+    }
+    all
+}
+
+fn last_record(root: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(root.join("var/log/abssctl/operations.jsonl")).unwrap();
+    serde_json::from_str(text.lines().last().unwrap()).unwrap()
+}
+
+/// The steps of a command, from its own dry run (so the matrix grows with the code).
+fn planned(root: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = abssctl(root)
+        .args(["--json", "--dry-run"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = v
+        .get("planned_actions")
+        .or_else(|| v.get("planned"))
+        .unwrap_or_else(|| panic!("no plan in {v}"));
+    steps.as_array().unwrap().clone()
+}
+
+/// Fail `args` after each of its steps in turn; `setup` makes the starting tree.
+fn matrix(args: &[&str], setup: impl Fn(&Path)) -> usize {
+    let probe = tempfile::tempdir().unwrap();
+    setup(probe.path());
+    let steps = planned(probe.path(), args);
+    assert!(!steps.is_empty(), "{args:?} plans nothing");
+    for k in 1..=steps.len() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        setup(root);
+        let before = snapshot(root);
+        let out = abssctl(root)
+            .env("FAILPOINTS", format!("txn-after-step-{k}=return"))
+            .args(["--yes"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?} step {k}: {stderr}");
+        assert!(
+            stderr.contains(&format!("failpoint txn-after-step-{k}")),
+            "{stderr}"
+        );
+        let rec = last_record(root);
+        assert_eq!(rec["rc"], 1, "{rec}");
+        let actions = |v: &[serde_json::Value]| -> Vec<String> {
+            v.iter()
+                .map(|s| s["action"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            actions(rec["planned_actions"].as_array().unwrap()),
+            actions(&steps),
+            "{rec}"
+        );
+        let kept: Vec<&str> = steps[..k]
+            .iter()
+            .filter(|s| s["irreversible"] == true)
+            .map(|s| s["action"].as_str().unwrap())
+            .collect();
+        let result = &rec["result"];
+        assert_eq!(result["rolled_back"], true, "{args:?} step {k}: {rec}");
+        assert_eq!(result["effects_kept"], serde_json::json!(kept), "{rec}");
+        assert_eq!(result["changed"], !kept.is_empty(), "{rec}");
+        if kept.is_empty() {
+            assert_eq!(
+                snapshot(root),
+                before,
+                "{args:?} failed at step {k}: {stderr}"
+            );
+        } else {
+            assert_ne!(
+                snapshot(root),
+                before,
+                "{args:?} kept {kept:?} but changed nothing"
+            );
+        }
+    }
+    steps.len()
+}
+
+fn plant_registry(root: &Path) {
+    abssctl(root)
+        .args(["ports", "reserve", "budget", "--port", "6123"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn ports_reserve_and_release_roll_back_at_every_step() {
+    assert!(
+        matrix(
+            &["ports", "reserve", "other", "--port", "6200"],
+            plant_registry
+        ) >= 1
+    );
+    assert!(matrix(&["ports", "release", "budget"], plant_registry) >= 1);
+}
+
+/// Without FAILPOINTS the same binary behaves as the shipped one.
+#[test]
+fn no_failpoint_configured_changes_nothing_about_success() {
+    let tmp = tempfile::tempdir().unwrap();
+    plant_registry(tmp.path());
+    let rec = last_record(tmp.path());
+    assert_eq!(rec["rc"], 0);
+    assert_eq!(rec["result"]["changed"], true);
+    assert_eq!(rec["result"]["rolled_back"], false);
+}
+
+/// The engine's failpoints, in process: the step that applied is undone too, and both
+/// names (by position and by action word) fire.
+#[test]
+fn engine_fails_after_the_step_and_undoes_it() {
+    for name in ["txn-after-step-2", "txn-after-b"] {
+        let scenario = fail::FailScenario::setup();
+        fail::cfg(name, "return(boom)").unwrap();
+        let log = std::cell::RefCell::new(Vec::<String>::new());
+        let mut plan = Plan::new();
+        for a in ["a", "b", "c"] {
+            let log = &log;
+            plan.step(a, a, move || {
+                log.borrow_mut().push(format!("apply {a}"));
+                txn::undo(move || {
+                    log.borrow_mut().push(format!("undo {a}"));
+                    Ok(())
+                })
+            });
+        }
+        let err = plan.run(false).unwrap_err();
+        assert_eq!(*log.borrow(), ["apply a", "apply b", "undo b", "undo a"]);
+        assert!(format!("{err:#}").contains(&format!("failpoint {name}: boom")));
+        let r = err.downcast_ref::<Rollback>().unwrap();
+        assert_eq!(r.failed_action, "b");
+        assert!(r.complete() && !r.changed());
+        scenario.teardown();
+    }
+}
