@@ -8,7 +8,6 @@ use crate::ops::instance::lifecycle::{self, ActionResult, Change, Verb};
 use crate::ops::instance::query::{self, InstanceView};
 use crate::ops::{self, Ctx};
 use clap::{Args, Subcommand};
-use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
 pub enum InstanceCmd {
@@ -73,7 +72,7 @@ pub struct CreateCli {
     pub https_port: Option<u16>,
     /// Set the server password from the first line of this file.
     #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
-    pub password_file: Option<PathBuf>,
+    pub password_file: Option<crate::cli::SecretPath>,
     /// Set the server password from stdin.
     #[arg(long)]
     pub password_stdin: bool,
@@ -268,7 +267,7 @@ pub fn run(ctx: &mut Ctx, cmd: &InstanceCmd) -> anyhow::Result<Report> {
                 version: c.version.clone(),
                 https_port: c.https_port,
                 password: match (&c.password_file, c.password_stdin) {
-                    (Some(f), _) => Some(PasswordSource::File(f.clone())),
+                    (Some(f), _) => Some(PasswordSource::File(f.0.clone())),
                     (None, true) => Some(PasswordSource::Stdin),
                     (None, false) => None,
                 },

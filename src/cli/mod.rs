@@ -2,10 +2,12 @@
 //! arguments into one `ops` call and renders the result (human text or `--json`). No OS
 //! access here: everything goes through `ops` and, below it, `sys`.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 pub mod config;
+pub mod generate;
 pub mod instance;
 pub mod output;
 pub mod ports;
@@ -84,10 +86,54 @@ impl Command {
     }
 }
 
-/// Parse, run, render, log; returns the process exit code.
+/// Parse, run, render, log; returns the process exit code. The hidden `generate`
+/// subcommand (package build) is answered here, before any configuration is read.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let mut cmd = generate::with_generate(Cli::command());
+    let matches = cmd.get_matches_mut();
+    if let Some((generate::NAME, m)) = matches.subcommand() {
+        return generate::run(m);
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
     crate::ops::execute(cli)
+}
+
+/// A command-line value that is a secret or names one (today: the password file). The
+/// type is the mark: [`secret_flags`] finds every argument of this type in the clap
+/// definition, so a new secret-bearing flag is kept out of the operations log by declaring
+/// it with this type, with no list to keep in step. Give such flags no short form (the
+/// log could not tell `-qx VALUE` apart); `cli::tests` checks both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretPath(pub PathBuf);
+
+impl From<OsString> for SecretPath {
+    fn from(s: OsString) -> SecretPath {
+        SecretPath(PathBuf::from(s))
+    }
+}
+
+/// Every `--flag` (and alias) whose value the operations log must not record, read off the
+/// clap definition: the arguments typed [`SecretPath`].
+pub fn secret_flags() -> Vec<String> {
+    fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            if a.get_value_parser().type_id() == std::any::TypeId::of::<SecretPath>() {
+                let longs = a
+                    .get_long()
+                    .into_iter()
+                    .chain(a.get_all_aliases().unwrap_or_default());
+                out.extend(longs.map(|l| format!("--{l}")));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&Cli::command(), &mut out);
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Dispatch one parsed command to its group.
@@ -98,5 +144,69 @@ pub fn dispatch(ctx: &mut crate::ops::Ctx, command: &Command) -> anyhow::Result<
         Command::Version(c) => version::run(ctx, c),
         Command::Instance(c) => instance::run(ctx, c),
         Command::InstanceShortcut(c) => instance::run_shortcut(ctx, c),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_flags_are_the_password_file() {
+        assert_eq!(secret_flags(), ["--password-file"]);
+    }
+
+    /// The guard that keeps the list honest: any value-taking argument named like a secret
+    /// must be typed [`SecretPath`] (so it is redacted), and none has a short form.
+    #[test]
+    fn every_secret_looking_argument_is_marked_secret() {
+        fn walk(cmd: &clap::Command, path: &str, bad: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                let takes_value = a.get_num_args().is_some_and(|n| n.takes_values())
+                    || !matches!(
+                        a.get_action(),
+                        clap::ArgAction::SetTrue
+                            | clap::ArgAction::SetFalse
+                            | clap::ArgAction::Count
+                            | clap::ArgAction::Help
+                            | clap::ArgAction::Version
+                    );
+                let secret_named = ["password", "token", "secret", "passphrase", "credential"]
+                    .iter()
+                    .any(|w| id.contains(w));
+                let marked = a.get_value_parser().type_id() == std::any::TypeId::of::<SecretPath>();
+                if takes_value && secret_named && !marked {
+                    bad.push(format!("{path} {id}: not typed SecretPath"));
+                }
+                if marked && a.get_short().is_some() {
+                    bad.push(format!("{path} {id}: a secret flag with a short form"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), bad);
+            }
+        }
+        let mut bad = Vec::new();
+        walk(&Cli::command(), "abssctl", &mut bad);
+        assert!(bad.is_empty(), "{bad:#?}");
+    }
+
+    #[test]
+    fn generate_is_hidden_from_help_and_parses() {
+        let mut cmd = generate::with_generate(Cli::command());
+        let help = cmd.render_help().to_string();
+        assert!(help.contains("instance"), "{help}");
+        assert!(!help.contains(generate::NAME), "{help}");
+        let m = cmd
+            .try_get_matches_from(["abssctl", "generate", "out"])
+            .unwrap();
+        assert_eq!(m.subcommand_name(), Some(generate::NAME));
+        assert!(
+            generate::with_generate(Cli::command())
+                .try_get_matches_from(["abssctl", "generate"])
+                .is_err()
+        );
     }
 }

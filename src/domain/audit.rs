@@ -1,6 +1,6 @@
 //! The operations log record (ADR-028): one JSON object per top-level command, written after
-//! it ends. Never carries secrets: argument values after secret-looking flags are redacted,
-//! and environment values are never recorded.
+//! it ends. Never carries secrets: the values of the CLI's secret-bearing flags are
+//! redacted, and environment values are never recorded.
 
 use crate::domain::txn::PlannedAction;
 use crate::ops::OpState;
@@ -120,12 +120,16 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// Flags whose following value is a secret (or a path to one, which is harmless but kept
-/// out anyway to be safe).
-const SECRET_FLAGS: &[&str] = &["--password", "--token", "--secret", "--key-passphrase"];
-
-/// The command-line arguments, with values of secret flags replaced by `***`.
-pub fn redacted_args(args: impl Iterator<Item = String>) -> serde_json::Value {
+/// The command-line arguments, with the values of `secret_flags` replaced by `***` in
+/// both spellings (`--flag VALUE` and `--flag=VALUE`). The list comes from the clap
+/// definition (`cli::secret_flags`, the arguments typed `SecretPath`), so it names exactly
+/// the flags the CLI has; a flag it does not have never reaches the log (clap rejects the
+/// command before anything runs).
+pub fn redacted_args(
+    args: impl Iterator<Item = String>,
+    secret_flags: &[String],
+) -> serde_json::Value {
+    let is_secret = |f: &str| secret_flags.iter().any(|s| s == f);
     let mut out = Vec::new();
     let mut redact_next = false;
     for a in args {
@@ -135,14 +139,12 @@ pub fn redacted_args(args: impl Iterator<Item = String>) -> serde_json::Value {
             continue;
         }
         if let Some((flag, _)) = a.split_once('=')
-            && SECRET_FLAGS.contains(&flag)
+            && is_secret(flag)
         {
             out.push(format!("{flag}=***"));
             continue;
         }
-        if SECRET_FLAGS.contains(&a.as_str()) {
-            redact_next = true;
-        }
+        redact_next = is_secret(&a);
         out.push(a);
     }
     serde_json::Value::from(out)
@@ -152,25 +154,62 @@ pub fn redacted_args(args: impl Iterator<Item = String>) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    fn args(a: &[&str]) -> impl Iterator<Item = String> {
+        a.iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// The CLI's real secret-bearing flag (`cli::secret_flags` is checked against the clap
+    /// definition in cli's own tests), in both spellings.
     #[test]
-    fn secrets_are_redacted_in_both_spellings() {
+    fn the_password_file_is_redacted_in_both_spellings() {
+        let secret = ["--password-file".to_string()];
         let v = redacted_args(
-            [
+            args(&[
                 "instance",
                 "create",
-                "--password",
-                "hunter2",
-                "--token=abc",
-                "x",
-            ]
-            .into_iter()
-            .map(String::from),
+                "budget",
+                "--password-file",
+                "/root/family-pw.txt",
+                "--domain",
+                "budget.example.org",
+            ]),
+            &secret,
         );
-        let s = v.to_string();
-        assert!(!s.contains("hunter2") && !s.contains("abc"), "{s}");
-        assert_eq!(v[3], "***");
-        assert_eq!(v[4], "--token=***");
-        assert_eq!(v[5], "x");
+        assert!(!v.to_string().contains("family-pw"), "{v}");
+        assert_eq!(v[3], "--password-file");
+        assert_eq!(v[4], "***");
+        assert_eq!(v[5], "--domain");
+        assert_eq!(v[6], "budget.example.org", "the next flag's value is kept");
+
+        let v = redacted_args(
+            args(&["instance", "create", "--password-file=/root/pw"]),
+            &secret,
+        );
+        assert_eq!(v[2], "--password-file=***");
+        assert!(!v.to_string().contains("/root/pw"), "{v}");
+    }
+
+    #[test]
+    fn other_values_are_recorded_as_given() {
+        let secret = ["--password-file".to_string()];
+        let given = [
+            "instance",
+            "create",
+            "budget",
+            "--password-stdin",
+            "--port",
+            "5001",
+        ];
+        assert_eq!(
+            redacted_args(args(&given), &secret),
+            serde_json::json!(given)
+        );
+        // No list, no redaction: the list is what decides, not a guess from flag names.
+        let v = redacted_args(args(&["--password-file", "/p"]), &[]);
+        assert_eq!(v, serde_json::json!(["--password-file", "/p"]));
     }
 
     #[test]

@@ -129,7 +129,7 @@ pub fn execute(cli: Cli) -> i32 {
     let op = OpState {
         op_id: uuid::Uuid::now_v7(),
         command: command.clone(),
-        args: audit::redacted_args(std::env::args().skip(1)),
+        args: audit::redacted_args(std::env::args().skip(1), &crate::cli::secret_flags()),
         target: None,
         planned: Vec::new(),
         warnings: Vec::new(),

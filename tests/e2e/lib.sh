@@ -298,6 +298,98 @@ ct_copy_in() {
     echo "/share/$name"
 }
 
+# ---------------------------------------------------------------- shared Actual versions
+#
+# `abssctl version install` spends most of its 60-90 s compiling better-sqlite3. A scenario
+# that needs a version installed, but does not test the install itself, seeds it instead:
+# the version tree (/srv/app/vX.Y.Z plus the runtime and npm it records), exported once
+# from a container where THIS package installed it for real, unpacked into the next
+# container's root. Keyed by version, suite and the package under test (E2E_DEB_KEY, the
+# .deb's sha256, set by tests/e2e/run): a rebuilt abssctl never gets a tree an older build
+# made. At least one scenario must still install for real (30: create from nothing).
+
+E2E_VERSIONS=$E2E_CACHE/versions
+
+# ct_version_cache <version>: the cache file of that version for the package under test.
+ct_version_cache() {
+    echo "$E2E_VERSIONS/actual-$1-$E2E_SUITE-${E2E_DEB_KEY:?E2E_DEB_KEY is set by tests/e2e/run}.tar.zst"
+}
+
+# ct_export_version <version>: put the container's installed tree of <version> into the
+# cache (no-op when it is there). Call it right after a real install, before the scenario
+# changes anything in the tree.
+ct_export_version() {
+    local v=$1 f tmp paths=() rt npm
+    f=$(ct_version_cache "$v")
+    [[ -f $f ]] && return 0
+    in_ct test -s "/srv/app/v$v/manifest.json" || die "ct_export_version: v$v is not installed"
+    paths=("srv/app/v$v")
+    # The runtime and npm the manifest records, when abssctl manages them (a system node
+    # is part of the rootfs, not of the tree).
+    rt=$(in_ct jq -r 'select(.runtime.kind=="managed") | .runtime.node' "/srv/app/v$v/manifest.json")
+    npm=$(in_ct jq -r '.npm_version // empty' "/srv/app/v$v/manifest.json")
+    if [[ -n $rt ]]; then
+        rt=${rt#/}
+        paths+=("${rt%/bin/node}")
+    fi
+    [[ -n $npm && -d $CT_MERGED/srv/app/runtimes/npm-v$npm ]] && paths+=("srv/app/runtimes/npm-v$npm")
+    mkdir -p "$E2E_VERSIONS"
+    tmp=$f.tmp.$$
+    tar -C "$CT_MERGED" --numeric-owner --xattrs -cf - "${paths[@]}" | zstd -q -T0 -3 -o "$tmp" ||
+        die "exporting Actual $v failed"
+    mv "$tmp" "$f"
+    log "cached Actual $v for later scenarios: $(du -h "$f" | cut -f1) ($f)"
+    # Trees of packages built more than a day ago are of no use to anyone any more.
+    find "$E2E_VERSIONS" -name 'actual-*.tar.zst' -mmin +1440 -delete 2>/dev/null || true
+}
+
+# ct_seed_version <version>: make <version> installed in the container: unpacked from the
+# cache when this package already built it in this run (or an earlier one), otherwise
+# installed for real and exported for the next scenario. Prints which one on stderr; fails
+# when `abssctl version list` does not then report it installed.
+ct_seed_version() {
+    local v=$1 f t0=$SECONDS
+    f=$(ct_version_cache "$v")
+    if [[ -f $f ]]; then
+        # --skip-old-files: a runtime the container already has (from another version) is
+        # in use; it is the same tree, so it stays as it is.
+        zstd -q -d -c "$f" | tar -C "$CT_MERGED" --numeric-owner --xattrs --skip-old-files -xpf - ||
+            die "unpacking $f failed"
+        touch "$f"
+        log "seeded Actual $v from the cache in $((SECONDS - t0)) s"
+    else
+        in_ct abssctl version install "$v" >&2 || return 1
+        log "installed Actual $v for real in $((SECONDS - t0)) s (not cached yet)"
+        ct_export_version "$v"
+    fi
+    in_ct abssctl --json version list | in_ct jq -e --arg v "$v" \
+        '[.versions[] | select(.installed) | .version] | index($v) != null' >/dev/null ||
+        die "Actual $v is not listed as installed after seeding"
+}
+
+# ct_cached <name> <key-text> <dir-in-container> <command...>: a directory inside that some
+# command builds (e.g. an npm install), cached by <name> and a hash of <key-text>: unpacked
+# when cached, else built by running <command> inside and then cached.
+ct_cached() {
+    local name=$1 keytext=$2 dir=$3 key f tmp
+    shift 3
+    key=$(printf '%s\n%s' "$E2E_SUITE" "$keytext" | sha256sum | cut -c1-16)
+    f=$E2E_VERSIONS/$name-$key.tar.zst
+    mkdir -p "$E2E_VERSIONS"
+    if [[ -f $f ]]; then
+        zstd -q -d -c "$f" | tar -C "$CT_MERGED" --numeric-owner --xattrs -xpf - ||
+            die "unpacking $f failed"
+        touch "$f"
+        log "$name: from the cache"
+        return 0
+    fi
+    "$@" || return 1
+    tmp=$f.tmp.$$
+    tar -C "$CT_MERGED" --numeric-owner --xattrs -cf - "${dir#/}" | zstd -q -T0 -3 -o "$tmp" &&
+        mv "$tmp" "$f" || die "caching $dir failed"
+    log "$name: built and cached ($(du -h "$f" | cut -f1))"
+}
+
 E2E_FAILS=0
 E2E_CHECKS=0
 # check "<what it proves>" <cmd...>: run a command (on the host; wrap it with in_ct for the

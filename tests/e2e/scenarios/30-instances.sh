@@ -22,6 +22,10 @@ login_ok() { # <port> <password>
         -d '{\"loginMethod\":\"password\",\"password\":\"$2\"}' http://127.0.0.1:$1/account/login | grep -q token"
 }
 jq_ct() { in_ct abssctl --json instance list | jq -e "$@"; }
+# info_version <domain>: the server version that /info reports through the vhost.
+info_version() {
+    in_ct_sh "curl -sfk --resolve $1:443:127.0.0.1 https://$1/info | jq -r .build.version"
+}
 
 step "machine: TurnKey-style system certificate, no Actual installed"
 in_ct_sh 'mkdir -p -m 0700 /etc/ssl/private
@@ -37,6 +41,9 @@ must "create budget --domain budget.test --password-file" \
 check "the newest version was installed and is current" in_ct test -L /srv/app/current
 check "journalctl ABSSCTL_INSTANCE=budget lists the lines of the create, the last one too" in_ct_sh '
     journalctl --sync; journalctl -o cat ABSSCTL_INSTANCE=budget | grep -q "instance create finished"'
+CURRENT=$(in_ct readlink /srv/app/current) CURRENT=${CURRENT#v}
+# This is the run's one real install from nothing: later scenarios seed this tree.
+[[ -n $CURRENT ]] && ct_export_version "$CURRENT"
 check "https://budget.test/health answers UP through nginx" https_ok budget.test
 check "login with the bootstrapped password works" login_ok 5000 Correct-Horse-1
 check "list --json: active, up, enabled, pid, port 5000, system TLS" \
@@ -128,7 +135,9 @@ check "... and no account: the rollback removed the one it made" in_ct_sh '! id 
 in_ct abssctl -y instance set-version budget 0.0.1 >"$CT_SHARE/setv.out" 2>&1
 rc=$?
 check "set-version to a crashing version exits 4 (got $rc)" test "$rc" = 4
-check "... and budget serves its old version again" https_ok budget.test
+check "... and budget is healthy again" https_ok budget.test
+served=$(info_version budget.test)
+check "... serving its old version $CURRENT (/info says ${served:-nothing})" test "$served" = "$CURRENT"
 
 step "settings: set-port, set-domain, rename"
 check "set-port 5077" in_ct abssctl instance set-port budget 5077
