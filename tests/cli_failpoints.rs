@@ -3,24 +3,17 @@
 //! after step k applied (FAILPOINTS=txn-after-step-<k>=return), and the tree it manages
 //! must be byte-identical to before (paths, modes, owners, contents) while the operations
 //! log tells the truth (rc, changed, rolled_back, effects_kept, planned_actions). The
-//! commands that need systemd, nginx and a server run the same matrix in the real tier
-//! (tests/e2e/scenarios/50-failpoints.sh).
+//! commands that need systemd, nginx and a server are to run the same matrix in the real tier
+//! (not written yet).
 #![cfg(feature = "failpoints")]
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
 use abssctl::domain::txn::{self, Plan, Rollback};
-use assert_cmd::Command;
+mod common;
+use common::abssctl;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-
-fn abssctl(root: &Path) -> Command {
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("abssctl"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ABSSCTL_ROOT", root);
-    c
-}
 
 /// Every path under `dir` with its type, mode, owner and content (or link target).
 fn tree(dir: &Path) -> BTreeMap<String, String> {

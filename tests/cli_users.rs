@@ -4,16 +4,9 @@
 //! tier (tests/e2e/scenarios/30-instances.sh).
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
-use assert_cmd::Command;
+mod common;
+use common::abssctl;
 use std::path::Path;
-
-fn abssctl(root: &Path) -> Command {
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("abssctl"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ABSSCTL_ROOT", root);
-    c
-}
 
 /// An installed, current version, the system certificate, and `/etc/passwd` + `/etc/group`
 /// with the given extra lines.
