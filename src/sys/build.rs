@@ -277,6 +277,7 @@ pub fn run(sandbox: &Sandbox, cmd: &BuildCmd) -> Result<std::result::Result<(), 
                 working_dir: cmd.cwd.clone(),
                 writable: cmd.writable.clone(),
                 timeout: cmd.timeout,
+                user: None,
             };
             let out = sd.run_transient(&spec)?;
             Ok(if out.result == "success" {

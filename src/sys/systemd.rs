@@ -22,9 +22,11 @@ pub struct UnitStatus {
     pub unit_file_state: String,
 }
 
-/// A sandboxed one-shot command run as a transient service (DynamicUser=yes,
-/// ProtectSystem=strict, only `writable` writable), used to build Actual versions without
-/// ever running npm as root.
+/// A sandboxed one-shot command run as a transient service (ProtectSystem=strict, only
+/// `writable` writable, no setuid, no devices), used to build Actual versions without ever
+/// running npm as root. It runs as `user` when given (the package's `abssctl-build` system
+/// user, which owns the build dir and npm cache, so nothing needs to be opened to others),
+/// else as a DynamicUser.
 #[derive(Debug, Clone, Default)]
 pub struct TransientSpec {
     /// Unit name, e.g. `abssctl-build-26.9.0-<opid>.service`.
@@ -35,6 +37,8 @@ pub struct TransientSpec {
     /// Paths the command may write (ReadWritePaths=); everything else is read-only.
     pub writable: Vec<PathBuf>,
     pub timeout: Duration,
+    /// A system user to run as (User= and Group=); `None`: DynamicUser=yes.
+    pub user: Option<String>,
 }
 
 /// How a transient command ended.
@@ -170,16 +174,31 @@ fn transient_properties(spec: &TransientSpec) -> Result<Vec<(String, OwnedVarian
             variant(spec.working_dir.to_string_lossy().into_owned())?,
         ),
         ("Environment".into(), variant(env)?),
-        ("DynamicUser".into(), variant(true)?),
         ("ProtectSystem".into(), variant("strict")?),
         ("ProtectHome".into(), variant("yes")?),
         ("PrivateTmp".into(), variant(true)?),
+        ("PrivateDevices".into(), variant(true)?),
         ("NoNewPrivileges".into(), variant(true)?),
+        // A build must not leave setuid files or world-writable modes behind, and every
+        // process it starts dies with the unit (npm's children included).
+        ("RestrictSUIDSGID".into(), variant(true)?),
+        ("UMask".into(), variant(0o022u32)?),
+        ("KillMode".into(), variant("control-group")?),
+        ("ProtectKernelTunables".into(), variant(true)?),
+        ("ProtectKernelModules".into(), variant(true)?),
+        ("LockPersonality".into(), variant(true)?),
         ("ReadWritePaths".into(), variant(writable)?),
         ("RemainAfterExit".into(), variant(false)?),
         ("CollectMode".into(), variant("inactive-or-failed")?),
         ("AddRef".into(), variant(true)?),
     ];
+    match &spec.user {
+        Some(user) => {
+            props.push(("User".into(), variant(user.clone())?));
+            props.push(("Group".into(), variant(user.clone())?));
+        }
+        None => props.push(("DynamicUser".into(), variant(true)?)),
+    }
     if !spec.timeout.is_zero() {
         let usec = u64::try_from(spec.timeout.as_micros()).unwrap_or(U64_UNSET - 1);
         props.push(("RuntimeMaxUSec".into(), variant(usec)?));
@@ -563,6 +582,7 @@ mod tests {
             working_dir: "/srv/app/.staging/x".into(),
             writable: vec!["/srv/app/.staging/x".into()],
             timeout: Duration::from_secs(600),
+            user: None,
         };
         let props = transient_properties(&spec).expect("props");
         let get = |k: &str| {
@@ -585,6 +605,18 @@ mod tests {
             .map(|(_, v)| v.value_signature().to_string())
             .expect("ExecStart");
         assert_eq!(sig, "a(sasb)");
+        assert!(get("RestrictSUIDSGID").contains("true"));
+        let named = transient_properties(&TransientSpec {
+            user: Some("abssctl-build".into()),
+            ..spec
+        })
+        .expect("props");
+        assert!(named.iter().all(|(n, _)| n != "DynamicUser"));
+        assert!(
+            named
+                .iter()
+                .any(|(n, v)| n == "User" && format!("{:?}", **v).contains("abssctl-build"))
+        );
     }
 
     #[test]
@@ -608,6 +640,7 @@ mod tests {
                 working_dir: "/".into(),
                 writable: vec![],
                 timeout: Duration::from_secs(30),
+                user: None,
             })
             .expect("transient")
         };
