@@ -28,7 +28,12 @@ pub struct Layout {
     pub install_root: PathBuf,
     pub current_link: PathBuf,
     pub runtimes_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    /// The npm cache of builds: owned by the build user, 0700, under a root-owned cache dir.
     pub npm_cache_dir: PathBuf,
+    /// Where releases before the build user kept the npm cache (opened to everyone during
+    /// builds, so its contents are not trusted): removed by the next install.
+    pub legacy_npm_cache_dir: PathBuf,
     pub staging_dir: PathBuf,
     pub instance_root: PathBuf,
     pub nginx_sites_available: PathBuf,
@@ -72,7 +77,9 @@ impl Layout {
             run_dir,
             current_link: install_root.join("current"),
             runtimes_dir: install_root.join("runtimes"),
-            npm_cache_dir: state_dir.join("npm-cache"),
+            npm_cache_dir: r(&cfg.cache_dir).join("npm"),
+            legacy_npm_cache_dir: state_dir.join("npm-cache"),
+            cache_dir: r(&cfg.cache_dir),
             staging_dir: install_root.join(".staging"),
             install_root,
             state_dir,
@@ -88,6 +95,11 @@ impl Layout {
         }
     }
 
+    /// The build lock: one npm build at a time (they share the build user and its cache),
+    /// held for the whole build while the global lock is taken only for the commit.
+    pub fn build_lock(&self) -> PathBuf {
+        self.locks_dir.join("build.lock")
+    }
     /// The global lock file (taken first, always).
     pub fn global_lock(&self) -> PathBuf {
         self.locks_dir.join("global.lock")

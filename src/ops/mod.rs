@@ -17,6 +17,7 @@ pub mod config_show;
 pub mod instance;
 pub mod ports;
 pub mod version;
+pub mod version_build;
 pub mod version_manage;
 pub mod vhost;
 
@@ -72,6 +73,18 @@ impl Ctx {
     pub fn lock_global(&mut self) -> Result<sys::lock::LockGuard> {
         let (guard, waited) = sys::lock::acquire(
             &self.layout.global_lock(),
+            self.lock_timeout(),
+            &self.op.command,
+        )?;
+        self.op.lock_wait += waited;
+        Ok(guard)
+    }
+
+    /// Take the build lock (before the global one, if both): one npm build at a time,
+    /// while instances stay manageable; the global lock is taken only to commit the build.
+    pub fn lock_build(&mut self) -> Result<sys::lock::LockGuard> {
+        let (guard, waited) = sys::lock::acquire(
+            &self.layout.build_lock(),
             self.lock_timeout(),
             &self.op.command,
         )?;

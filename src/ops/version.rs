@@ -1,23 +1,20 @@
-//! `version install` and `version reinstall`: fetch, build without root, verify, move into
-//! place atomically, record a manifest. Listing, switching and removal are in
+//! `version install`: resolve in the registry (read-only), build under the build lock
+//! (`version_build.rs`), then commit under the global lock: one rename into place, and
+//! with `--set-current` the `version switch` path (followers re-rendered, restarted,
+//! health-gated, rolled back on failure). Listing, switching and removal are in
 //! `version_manage.rs`.
-//!
-//! Crash safety: everything is built under the staging dir, which every install removes
-//! first; the version dir appears only by one rename of a verified, sealed tree that already
-//! holds its manifest. So a killed install leaves at most a staging dir, never a version.
 
 use crate::cli::Report;
+use crate::domain::layout::Layout;
 use crate::domain::txn::{self, Plan};
 use crate::domain::validate;
-use crate::domain::versions::{self, Manifest, RuntimeChoice, RuntimePolicy, RuntimeRecord};
-use crate::error::{self, Failure};
+use crate::domain::versions::{self, Manifest};
 use crate::ops::Ctx;
-use crate::sys::build::{self, BuildCmd, Progress, Sandbox};
-use crate::sys::{self, npm};
+use crate::ops::version_build::{self as vb, Staged};
+use crate::sys;
+use crate::sys::build::Progress;
 use anyhow::{Context, Result};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Arguments of `version install`.
 #[derive(Debug, Clone)]
@@ -28,13 +25,6 @@ pub struct InstallOpts {
     /// Rebuild an installed version from its lockfile and the npm cache, no registry.
     pub offline: bool,
 }
-
-/// One fixed unit name: builds are serialised by the global lock, and a fixed name lets
-/// the next install find and stop a build its killed predecessor left running.
-const BUILD_UNIT: &str = "abssctl-npm-build.service";
-
-/// Longest an npm run may take before it is stopped.
-const BUILD_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// The manifest of an installed version (`None`: not installed, or half there).
 pub fn read_manifest(vdir: &Path) -> Result<Option<Manifest>> {
@@ -47,243 +37,62 @@ pub fn read_manifest(vdir: &Path) -> Result<Option<Manifest>> {
     }
 }
 
-/// Where a build runs and which node/npm it uses.
-#[derive(Debug, Clone)]
-struct Toolchain {
-    node: PathBuf,
-    nodedir: PathBuf,
-    npm_cli: PathBuf,
-    npm_version: String,
-    runtime: RuntimeRecord,
-}
-
 /// `version install <X.Y.Z|latest>`.
 pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
     let spec = validate::version(&o.version)?;
     if o.offline {
-        let report = reinstall(ctx, &o.version)?;
-        if o.set_current && !ctx.globals.dry_run {
+        let mut report = reinstall(ctx, &o.version)?;
+        if o.set_current {
             let vs = spec.to_string();
-            let switched = crate::ops::version_manage::point_current(ctx, &vs)?;
-            return Ok(report.changed(true)).map(|mut r| {
-                if switched {
-                    r.human.push_str(&format!("; current now points to {vs}"));
-                }
-                r
-            });
+            let _g = ctx.lock_global()?;
+            let sw = crate::ops::version_manage::switch_locked(ctx, &vs)?;
+            report.human.push_str(&format!("; {}", sw.human));
         }
         return Ok(report);
     }
-    // Read-only first, so bad input is exit 2 for anyone; then root and the lock.
-    let cfg = ctx.cfg().clone();
+    // Read-only first, so bad input is exit 2 for anyone; then root and the locks.
     let progress = Progress::new(ctx.globals.json, ctx.globals.quiet);
-    let machine = npm::machine_npm();
-    let registry = npm::resolve_registry(&cfg.npm_registry, &machine)?;
-    let reg = npm::Registry::new(&registry)?;
-    progress.step(&format!(
-        "reading {} from the registry",
-        cfg.npm_package_name
-    ));
-    let pk = reg.packument(&cfg.npm_package_name)?;
-    let version = versions::resolve_request(&pk, &spec, o.include_prerelease)?;
-    ctx.require_root()?;
-    let _global = ctx.lock_global()?;
-    let vs = version.to_string();
-    let vdir = ctx.layout.version_dir(&vs);
-    if let Some(m) = read_manifest(&vdir)? {
+    let vs_of = |r: &vb::Resolution| r.version.to_string();
+    if let validate::VersionSpec::Exact(v) = &spec {
+        // Installed already: no registry needed to say so (or to switch to it).
+        if let Some(m) = read_manifest(&ctx.layout.version_dir(&v.to_string()))? {
+            progress.finish();
+            return already_installed(ctx, m, o.set_current);
+        }
+    }
+    let res = vb::resolve(ctx, &spec, o.include_prerelease, &progress)?;
+    let vs = vs_of(&res);
+    if let Some(m) = read_manifest(&ctx.layout.version_dir(&vs))? {
         progress.finish();
-        let switched = o.set_current && crate::ops::version_manage::point_current(ctx, &vs)?;
-        let human = format!(
-            "{} {vs} is already installed (Node {}){}",
-            m.package,
-            m.runtime.version,
-            if switched {
-                "; current now points to it"
-            } else {
-                ""
-            }
-        );
-        return Report::new(
-            &serde_json::json!({"installed": m, "changed": switched, "dry_run": ctx.globals.dry_run, "planned": []}),
-            human,
-        )
-        .map(|r| r.changed(switched));
+        return already_installed(ctx, m, o.set_current);
     }
-    let pv = pk
-        .get(&version)
-        .context("the packument lost the resolved version")?;
-    let integrity =
-        pv.dist.integrity.clone().ok_or_else(|| {
-            Failure::environment(format!("the registry gives no integrity for {vs}"))
-        })?;
-
-    // Runtime: the local node when it fits, else a managed one (registry consulted only then).
-    let policy = RuntimePolicy::parse(&cfg.runtime)?;
-    let local = match &policy {
-        RuntimePolicy::Path(p) => build::local_node(Some(p)),
-        _ => build::local_node(None),
-    };
-    let mut input = versions::ChoiceInput {
-        engines: pv.engines_node(),
-        deps: &pv.dependencies,
-        policy: &policy,
-        local,
-        managed_available: &[],
-    };
-    let (choice, node_pk) = match versions::choose_runtime(&input) {
-        Ok(c) => (c, None),
-        Err(_) => {
-            let name = versions::managed_runtime_package(std::env::consts::ARCH)?;
-            let node_pk = reg.packument(name)?;
-            let avail = node_pk.releases(false);
-            input.managed_available = &avail;
-            (versions::choose_runtime(&input)?, Some(node_pk))
-        }
-    };
-    let missing = build::missing_build_tools();
-    if !missing.is_empty() {
-        return Err(Failure::environment(format!(
-            "building Actual's native modules needs g++, make and python3; missing: {}",
-            missing.join(", ")
-        ))
-        .hint(format!("apt-get install {}", missing.join(" ")))
-        .into());
+    ctx.require_root()?;
+    let build_lock = ctx.lock_build()?;
+    // Another install may have finished it while we waited for the build lock.
+    if let Some(m) = read_manifest(&ctx.layout.version_dir(&vs))? {
+        progress.finish();
+        drop(build_lock);
+        return already_installed(ctx, m, o.set_current);
     }
-    let npm_pk = reg.packument("npm")?;
-    let npm_version = versions::choose_npm(&npm_pk, choice.version())?;
-    let sandbox = Sandbox::detect()?;
-
-    let layout = ctx.layout.clone();
-    let staging = layout.staging_dir.clone();
-    let build_dir = staging.join(format!("v{vs}"));
-    let tc = toolchain(&layout, &choice, &npm_version.to_string())?;
-    let npm_env = npm::npm_env(&registry, &machine, &staging.join("npmrc"));
-    let pkg = cfg.npm_package_name.clone();
-    let manifest = std::cell::RefCell::new(None);
-    let mut plan = Plan::new();
-    plan.step(
-        "clean-staging",
-        format!("remove leftovers in {}", staging.display()),
-        || {
-            build::stop_leftover(&sandbox, BUILD_UNIT)?;
-            prepare_dirs(&layout)?;
-            txn::no_undo()
-        },
-    );
-    if let (RuntimeChoice::Managed { version: nv }, Some(node_pk)) = (&choice, &node_pk) {
-        let dir = layout.runtime_dir(&nv.to_string());
-        if !dir.join("bin/node").exists() {
-            let pv = node_pk.get(nv).context("runtime version vanished")?;
-            let (url, sri) = (
-                pv.dist.tarball.clone(),
-                pv.dist.integrity.clone().unwrap_or_default(),
-            );
-            let (reg, staging, progress) = (&reg, &staging, &progress);
-            plan.step(
-                "provision-runtime",
-                format!("install Node {nv} in {}", dir.display()),
-                move || {
-                    progress.step(&format!("downloading Node {nv}"));
-                    provision(reg, &url, &sri, staging, &dir, progress)?;
-                    let got = build::node_version(&dir.join("bin/node"));
-                    anyhow::ensure!(
-                        got.as_ref() == Some(nv),
-                        "{} does not run as Node {nv} (got {got:?})",
-                        dir.display()
-                    );
-                    txn::undo(move || remove_tree(&dir))
-                },
-            );
-        }
-    }
-    let npm_dir = layout.npm_dir(&tc.npm_version);
-    if !tc.npm_cli.exists() {
-        let pv = npm_pk.get(&npm_version).context("npm version vanished")?;
-        let (url, sri) = (
-            pv.dist.tarball.clone(),
-            pv.dist.integrity.clone().unwrap_or_default(),
-        );
-        let (reg, staging, progress) = (&reg, &staging, &progress);
-        plan.step(
-            "provision-npm",
-            format!("install npm {npm_version} in {}", npm_dir.display()),
-            move || {
-                progress.step(&format!("downloading npm {npm_version}"));
-                provision(reg, &url, &sri, staging, &npm_dir, progress)?;
-                txn::undo(move || remove_tree(&npm_dir))
-            },
-        );
-    }
-    {
-        let (tc, build_dir, layout, sandbox, progress, pkg, vs) =
-            (&tc, &build_dir, &layout, &sandbox, &progress, &pkg, &vs);
-        let (integrity, engines, manifest) = (&integrity, pv.engines_node(), &manifest);
-        let version = &version;
-        plan.step(
-            "build",
-            format!(
-                "build {pkg} {vs} with Node {} as {}",
-                tc.runtime.version,
-                sandbox.describe()
-            ),
-            move || {
-                progress.step(&format!(
-                    "building {pkg} {vs} with Node {} (1-2 minutes)",
-                    tc.runtime.version
-                ));
-                std::fs::create_dir_all(build_dir)
-                    .with_context(|| format!("creating {}", build_dir.display()))?;
-                let pj = versions::staging_package_json(pkg, version);
-                sys::fs::write_atomic(
-                    &build_dir.join("package.json"),
-                    serde_json::to_string_pretty(&pj)?.as_bytes(),
-                    0o644,
-                )?;
-                let argv = ["install", "--omit=dev", "--no-audit", "--no-fund"];
-                run_npm(layout, sandbox, tc, build_dir, &npm_env, &argv, vs)?;
-                let m = verify_and_record(build_dir, pkg, vs, integrity, engines, tc)?;
-                *manifest.borrow_mut() = Some(m);
-                txn::no_undo()
-            },
-        );
-    }
-    plan.step(
-        "activate",
-        format!("move the build to {}", vdir.display()),
-        || {
-            std::fs::rename(&build_dir, &vdir)
-                .with_context(|| format!("moving {} to {}", build_dir.display(), vdir.display()))?;
-            sys::fs::sync_dir(&layout.install_root)?;
-            let vdir = vdir.clone();
-            txn::undo(move || remove_tree(&vdir))
-        },
-    );
-    if o.set_current {
-        let vdir_name = PathBuf::from(format!("v{vs}"));
-        let link = layout.current_link.clone();
-        plan.step(
-            "set-current",
-            format!("point {} at v{vs}", link.display()),
-            move || {
-                sys::fs::symlink_atomic(&vdir_name, &link)?;
-                txn::no_undo()
-            },
-        );
-    }
-    ctx.record_plan(plan.planned_actions());
-    let planned = plan.planned_actions();
-    let outcome = plan.run(ctx.globals.dry_run);
+    let staged = vb::build(ctx, &res, &progress);
     progress.finish();
-    if !ctx.globals.dry_run {
-        // Staging never outlives the command: success moved the build out, failure discards it.
-        let cleanup = remove_tree(&staging);
-        outcome.map_err(|e| classify_build_error(e, &layout))?;
+    let staged = staged?;
+    let global = ctx.lock_global()?;
+    let mut plan = Plan::new();
+    plan_activate(&mut plan, &ctx.layout, &staged);
+    ctx.record_plan(plan.planned_actions());
+    let planned = ctx.op.planned.clone();
+    let dry = ctx.globals.dry_run;
+    let outcome = plan.run(dry);
+    if !dry {
+        let cleanup = remove_tree(&ctx.layout.staging_dir);
+        outcome?;
         cleanup?;
     } else {
         outcome?;
     }
-    let m = manifest.into_inner();
-    let human = match &m {
+    let vdir = ctx.layout.version_dir(&vs);
+    let mut human = match &staged.manifest {
         Some(m) => format!(
             "installed {} {vs} in {} (Node {} {}, {} MB)",
             m.package,
@@ -293,7 +102,7 @@ pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
             m.size_bytes / 1_000_000
         ),
         None => format!(
-            "dry run: would install {pkg} {vs}:\n{}",
+            "dry run: would install {vs}:\n{}",
             planned
                 .iter()
                 .map(|p| format!("  - {}", p.description))
@@ -301,200 +110,88 @@ pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
                 .join("\n")
         ),
     };
+    let mut switched = serde_json::Value::Null;
+    if o.set_current {
+        // The switch path: followers re-rendered, restarted, health-gated, rolled back.
+        let sw = crate::ops::version_manage::switch_locked(ctx, &vs)?;
+        human.push_str(&format!("; {}", sw.human));
+        switched = sw.json;
+    }
+    drop(global);
+    drop(build_lock);
     Report::new(
-        &serde_json::json!({"installed": m, "changed": !ctx.globals.dry_run, "planned": planned, "dry_run": ctx.globals.dry_run}),
+        &serde_json::json!({"installed": staged.manifest, "changed": !dry, "planned": planned,
+            "dry_run": dry, "switch": switched}),
         human,
     )
-    .map(|r| r.changed(!ctx.globals.dry_run))
+    .map(|r| r.changed(!dry))
 }
 
-/// The node/npm paths for a runtime choice.
-fn toolchain(
-    layout: &crate::domain::layout::Layout,
-    choice: &RuntimeChoice,
-    npm_version: &str,
-) -> Result<Toolchain> {
-    let npm_cli = layout.npm_dir(npm_version).join("bin/npm-cli.js");
-    let (node, nodedir, kind) = match choice {
-        RuntimeChoice::Managed { version } => {
-            let dir = layout.runtime_dir(&version.to_string());
-            (dir.join("bin/node"), dir, "managed")
-        }
-        RuntimeChoice::Local { path, version } => {
-            let nodedir = build::nodedir_of(path).ok_or_else(|| {
-                Failure::environment(format!(
-                    "Node {version} at {} has no headers (include/node) for building native modules",
-                    path.display()
-                ))
-                .hint("set runtime: auto so abssctl provisions a runtime with headers")
-            })?;
-            (path.clone(), nodedir, "local")
-        }
-    };
-    Ok(Toolchain {
-        runtime: RuntimeRecord {
-            kind: kind.into(),
-            version: choice.version().to_string(),
-            node: node.clone(),
+/// The answer when the version is there: nothing to build; `--set-current` still switches.
+fn already_installed(ctx: &mut Ctx, m: Manifest, set_current: bool) -> Result<Report> {
+    let mut human = format!(
+        "{} {} is already installed (Node {})",
+        m.package, m.version, m.runtime.version
+    );
+    let mut changed = false;
+    let mut switched = serde_json::Value::Null;
+    if set_current {
+        ctx.require_root()?;
+        let _g = ctx.lock_global()?;
+        let sw = crate::ops::version_manage::switch_locked(ctx, &m.version)?;
+        changed = sw.changed;
+        human.push_str(&format!("; {}", sw.human));
+        switched = sw.json;
+    }
+    Report::new(
+        &serde_json::json!({"installed": m, "changed": changed, "dry_run": ctx.globals.dry_run,
+            "planned": ctx.op.planned, "switch": switched}),
+        human,
+    )
+    .map(|r| r.changed(changed))
+}
+
+/// The commit of a staged build, as a plan step (the caller holds the global lock): one
+/// rename into place, parent fsynced; its undo removes the tree again.
+pub fn plan_activate<'a>(plan: &mut Plan<'a>, layout: &Layout, staged: &Staged) {
+    let (build_dir, vdir) = (staged.dir.clone(), layout.version_dir(&staged.version));
+    let root = layout.install_root.clone();
+    plan.step(
+        "activate",
+        format!("move the build to {}", vdir.display()),
+        move || {
+            std::fs::rename(&build_dir, &vdir)
+                .with_context(|| format!("moving {} to {}", build_dir.display(), vdir.display()))?;
+            sys::fs::sync_dir(&root)?;
+            txn::undo(move || {
+                remove_tree(&vdir)?;
+                sys::fs::sync_dir(&root)
+            })
         },
-        node,
-        nodedir,
-        npm_cli,
-        npm_version: npm_version.to_string(),
-    })
-}
-
-/// Fresh staging; parents the unprivileged build user must traverse get o+x.
-fn prepare_dirs(layout: &crate::domain::layout::Layout) -> Result<()> {
-    remove_tree(&layout.staging_dir)?;
-    build::ensure_dir_mode(&layout.install_root, 0o755)?;
-    build::ensure_dir_mode(&layout.runtimes_dir, 0o755)?;
-    build::ensure_dir_mode(&layout.staging_dir, 0o711)?;
-    if let Some(state) = layout.npm_cache_dir.parent() {
-        build::ensure_dir_mode(state, 0o751)?;
-    }
-    build::ensure_dir_mode(&layout.npm_cache_dir, 0o700)?;
-    sys::fs::write_atomic(&layout.staging_dir.join("npmrc"), b"", 0o644)
-}
-
-/// Download + verify + unpack a tarball into `dest` (via a temp dir and one rename).
-fn provision(
-    reg: &npm::Registry,
-    url: &str,
-    sri: &str,
-    staging: &Path,
-    dest: &Path,
-    progress: &Progress,
-) -> Result<()> {
-    let name = dest
-        .file_name()
-        .context("destination has no name")?
-        .to_string_lossy()
-        .into_owned();
-    let tgz = staging.join(format!("{name}.tgz"));
-    reg.download(url, sri, &tgz, &mut |d, t| progress.bytes(&name, d, t))?;
-    let tmp = staging.join(format!("{name}.unpack"));
-    npm::unpack_tarball(&tgz, &tmp)?;
-    build::seal_tree(&tmp)?;
-    std::fs::rename(&tmp, dest)
-        .with_context(|| format!("moving {} to {}", tmp.display(), dest.display()))?;
-    sys::fs::remove_file_if_exists(&tgz)?;
-    Ok(())
-}
-
-/// Run one npm command for a build dir with the toolchain, sandboxed.
-fn run_npm(
-    layout: &crate::domain::layout::Layout,
-    sandbox: &Sandbox,
-    tc: &Toolchain,
-    build_dir: &Path,
-    npm_env: &BTreeMap<String, String>,
-    args: &[&str],
-    vs: &str,
-) -> Result<()> {
-    let home = build_dir.join(".home");
-    std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
-    let bin = tc.node.parent().context("node has no directory")?;
-    let mut env = npm_env.clone();
-    env.insert(
-        "PATH".into(),
-        format!("{}:{}", bin.display(), build::BUILD_PATH),
     );
-    env.insert("HOME".into(), home.to_string_lossy().into_owned());
-    env.insert(
-        "npm_config_cache".into(),
-        layout.npm_cache_dir.to_string_lossy().into_owned(),
-    );
-    env.insert(
-        "npm_config_nodedir".into(),
-        tc.nodedir.to_string_lossy().into_owned(),
-    );
-    env.insert("npm_config_build_from_source".into(), "true".into());
-    env.insert("npm_config_update_notifier".into(), "false".into());
-    let mut argv = vec![
-        tc.node.to_string_lossy().into_owned(),
-        tc.npm_cli.to_string_lossy().into_owned(),
-    ];
-    argv.extend(args.iter().map(|s| s.to_string()));
-    sys::fs::create_dir_all_mode(&layout.logs_dir, sys::fs::DIR_MODE)?;
-    let cmd = BuildCmd {
-        unit: BUILD_UNIT.into(),
-        argv,
-        env,
-        cwd: build_dir.to_path_buf(),
-        writable: vec![build_dir.to_path_buf(), layout.npm_cache_dir.clone()],
-        log: layout.logs_dir.join(format!("build-v{vs}.log")),
-        timeout: BUILD_TIMEOUT,
-    };
-    if !matches!(sandbox, Sandbox::Caller) {
-        build::check_traversable(&[&tc.node, &tc.npm_cli, build_dir, &layout.npm_cache_dir])?;
-    }
-    let result = build::run(sandbox, &cmd)?;
-    remove_tree(&home)?;
-    result.map_err(|detail| {
-        anyhow::Error::new(Failure::environment(format!(
-            "npm {} failed for {vs}: {detail}",
-            args[0]
-        )))
-    })
 }
 
-/// Check the built tree is the version the registry describes, seal it, write its manifest.
-fn verify_and_record(
-    build_dir: &Path,
-    pkg: &str,
-    vs: &str,
-    integrity: &str,
-    engines: Option<&str>,
-    tc: &Toolchain,
-) -> Result<Manifest> {
-    let pj_path = build_dir
-        .join("node_modules")
-        .join(pkg)
-        .join("package.json");
-    let pj: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&pj_path)
-            .with_context(|| format!("reading {}", pj_path.display()))?,
-    )?;
-    let got = pj.get("version").and_then(|v| v.as_str()).unwrap_or("?");
-    if got != vs {
-        return Err(error::environment(format!(
-            "the build installed {pkg} {got}, not {vs}"
-        )));
-    }
-    let lock_path = build_dir.join("package-lock.json");
-    let lock_text = std::fs::read_to_string(&lock_path)
-        .with_context(|| format!("reading {}", lock_path.display()))?;
-    let lock: serde_json::Value =
-        serde_json::from_str(&lock_text).context("reading package-lock.json")?;
-    let locked = versions::lockfile_integrity(&lock, pkg);
-    if locked.as_deref().and_then(versions::sri_sha512) != versions::sri_sha512(integrity) {
-        return Err(error::environment(format!(
-            "integrity mismatch for {pkg} {vs}: registry {integrity}, installed {}",
-            locked.as_deref().unwrap_or("none")
-        )));
-    }
-    build::seal_tree(build_dir)?;
-    let m = Manifest {
-        schema_version: versions::MANIFEST_SCHEMA_VERSION,
-        package: pkg.to_string(),
-        version: vs.to_string(),
-        integrity: integrity.to_string(),
-        engines_node: engines.map(str::to_string),
-        runtime: tc.runtime.clone(),
-        npm_version: tc.npm_version.clone(),
-        lockfile_sha256: sys::fs::sha256_file(&lock_path)?,
-        size_bytes: build::tree_size(build_dir)?,
-        installed_at: time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .context("formatting the install time")?,
-    };
-    sys::fs::write_atomic(
-        &build_dir.join(versions::MANIFEST_FILE),
-        serde_json::to_string_pretty(&m)?.as_bytes(),
-        0o644,
-    )?;
-    Ok(m)
+/// Point a `current` that does not exist yet at `vs` (first install on a box): nothing can
+/// follow a missing `current`, so there is nothing to re-render. Moving an existing
+/// `current` is `version_manage::switch_locked`'s alone.
+pub fn plan_first_current<'a>(plan: &mut Plan<'a>, layout: &Layout, vs: &str) {
+    let target = PathBuf::from(format!("v{vs}"));
+    let link = layout.current_link.clone();
+    plan.step(
+        "set-current",
+        format!("point {} at {}", link.display(), target.display()),
+        move || {
+            if let Some(old) = sys::instdir::read_link(&link)? {
+                anyhow::bail!(
+                    "{} appeared meanwhile (-> {}); not moving it",
+                    link.display(),
+                    old.display()
+                );
+            }
+            sys::fs::symlink_atomic(&target, &link)?;
+            txn::undo(move || sys::fs::remove_file_if_exists(&link).map(|_| ()))
+        },
+    );
 }
 
 /// rm -rf that tolerates absence.
@@ -506,87 +203,8 @@ pub fn remove_tree(dir: &Path) -> Result<()> {
     }
 }
 
-/// Disk full gets its own clear message (the npm log says ENOSPC somewhere).
-fn classify_build_error(e: anyhow::Error, layout: &crate::domain::layout::Layout) -> anyhow::Error {
-    let text = format!("{e:#}");
-    if text.contains("ENOSPC") || text.contains("No space left on device") {
-        return Failure::environment(format!(
-            "the disk is full while installing under {}; nothing was installed and staging was removed",
-            layout.install_root.display()
-        ))
-        .hint("free space (about 250 MB per version plus 100 MB of npm cache) and retry")
-        .into();
-    }
-    e
-}
-
 /// `version reinstall X.Y.Z` (= `install X.Y.Z --offline`): rebuild an installed version
 /// from its recorded lockfile and the npm cache with `npm ci --offline`, no registry.
 pub fn reinstall(ctx: &mut Ctx, version: &str) -> Result<Report> {
     crate::ops::version_manage::reinstall(ctx, version)
-}
-
-/// Shared with `version_manage`: run `npm ci --offline` for a build dir.
-pub(crate) fn offline_build(ctx: &Ctx, build_dir: &Path, m: &Manifest) -> Result<Manifest> {
-    let layout = &ctx.layout;
-    let sandbox = Sandbox::detect()?;
-    build::stop_leftover(&sandbox, BUILD_UNIT)?;
-    prepare_dirs(layout)?;
-    std::fs::create_dir_all(build_dir)
-        .with_context(|| format!("creating {}", build_dir.display()))?;
-    let vdir = layout.version_dir(&m.version);
-    for f in ["package.json", "package-lock.json"] {
-        std::fs::copy(vdir.join(f), build_dir.join(f))
-            .with_context(|| format!("copying {f} of {}", m.version))?;
-    }
-    let node = m.runtime.node.clone();
-    let nodedir = if m.runtime.kind == "managed" {
-        node.parent()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .context("runtime layout")?
-    } else {
-        build::nodedir_of(&node).context("the recorded runtime has no headers")?
-    };
-    let tc = Toolchain {
-        node,
-        nodedir,
-        npm_cli: layout.npm_dir(&m.npm_version).join("bin/npm-cli.js"),
-        npm_version: m.npm_version.clone(),
-        runtime: m.runtime.clone(),
-    };
-    if !tc.node.exists() || !tc.npm_cli.exists() {
-        return Err(Failure::environment(format!(
-            "the runtime recorded for {} ({}) or npm {} is gone",
-            m.version,
-            tc.node.display(),
-            m.npm_version
-        ))
-        .hint(format!("reinstall from the registry: abssctl version uninstall {v} && abssctl version install {v}", v = m.version))
-        .into());
-    }
-    // No network is used (--offline); the registry only has to match the lockfile's URLs.
-    let machine = npm::machine_npm();
-    let registry = npm::resolve_registry(&ctx.cfg().npm_registry, &machine).unwrap_or_default();
-    let mut env = npm::npm_env(&registry, &machine, &layout.staging_dir.join("npmrc"));
-    if registry.is_empty() {
-        env.remove("npm_config_registry");
-    }
-    run_npm(
-        layout,
-        &sandbox,
-        &tc,
-        build_dir,
-        &env,
-        &["ci", "--offline", "--omit=dev", "--no-audit", "--no-fund"],
-        &m.version,
-    )?;
-    verify_and_record(
-        build_dir,
-        &m.package,
-        &m.version,
-        &m.integrity,
-        m.engines_node.as_deref(),
-        &tc,
-    )
 }

@@ -13,7 +13,7 @@ use crate::sys::{self, build, npm};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Installed versions (those with a manifest), newest first.
 pub fn installed(ctx: &Ctx) -> Result<Vec<Manifest>> {
@@ -41,11 +41,16 @@ pub fn installed(ctx: &Ctx) -> Result<Vec<Manifest>> {
     Ok(out)
 }
 
-/// The version `current` points to.
-pub fn current(ctx: &Ctx) -> Option<String> {
-    let target = std::fs::read_link(&ctx.layout.current_link).ok()?;
-    let name = target.file_name()?.to_string_lossy().into_owned();
-    name.strip_prefix('v').map(str::to_string)
+/// The version `current` points to (`None`: no link). An unreadable link is an error,
+/// not "no current": taking it for absent would let `uninstall` remove what it points to.
+pub fn current(ctx: &Ctx) -> Result<Option<String>> {
+    let Some(target) = sys::instdir::read_link(&ctx.layout.current_link)? else {
+        return Ok(None);
+    };
+    Ok(target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .and_then(|n| n.strip_prefix('v').map(str::to_string)))
 }
 
 /// Instance names by the version they run (an instance bound to `current` counts for it).
@@ -88,7 +93,7 @@ pub fn list(
     include_prerelease: bool,
 ) -> Result<Report> {
     let inst = installed(ctx)?;
-    let cur = current(ctx);
+    let cur = current(ctx)?;
     let bound = bindings(ctx, cur.as_deref())?;
     let mut rows: BTreeMap<semver::Version, Row> = BTreeMap::new();
     for m in &inst {
@@ -120,9 +125,20 @@ pub fn list(
             RuntimePolicy::Path(p) => build::local_node(Some(p)),
             _ => build::local_node(None),
         };
-        let node_pk = versions::managed_runtime_package(std::env::consts::ARCH)
-            .ok()
-            .and_then(|n| reg.packument(n).ok());
+        // Without the runtime packument the list still shows the releases, but says why
+        // their runtime column is incomplete instead of hiding the failure.
+        let node_pk = match versions::managed_runtime_package(std::env::consts::ARCH)
+            .map_err(anyhow::Error::from)
+            .and_then(|n| reg.packument(n))
+        {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let w = format!("managed Node runtimes unknown: {e:#}");
+                tracing::warn!("{w}");
+                ctx.op.warnings.push(w);
+                None
+            }
+        };
         let avail = node_pk.map(|p| p.releases(false)).unwrap_or_default();
         for v in pk.releases(include_prerelease).into_iter().take(latest) {
             let Some(pv) = pk.get(&v) else { continue };
@@ -199,8 +215,12 @@ pub fn list(
     } else {
         table
     };
+    let warnings = ctx.op.warnings.clone();
+    let human = warnings
+        .iter()
+        .fold(human, |h, w| format!("{h}\nwarning: {w}"));
     Report::new(
-        &serde_json::json!({"versions": rows, "registry": registry}),
+        &serde_json::json!({"versions": rows, "registry": registry, "warnings": warnings}),
         human,
     )
 }
@@ -233,19 +253,10 @@ pub fn check(ctx: &mut Ctx) -> Result<Report> {
         format!("up to date: {latest} is installed")
     };
     Report::new(
-        &serde_json::json!({"latest": latest.to_string(), "installed": inst, "current": current(ctx),
+        &serde_json::json!({"latest": latest.to_string(), "installed": inst, "current": current(ctx)?,
             "update_available": update, "command": update.then_some(command)}),
         human,
     )
-}
-
-/// Point `current` at an installed version; whether anything changed.
-pub fn point_current(ctx: &Ctx, vs: &str) -> Result<bool> {
-    if current(ctx).as_deref() == Some(vs) {
-        return Ok(false);
-    }
-    sys::fs::symlink_atomic(Path::new(&format!("v{vs}")), &ctx.layout.current_link)?;
-    Ok(true)
 }
 
 /// The installed version an argument names, or a validation failure listing what is there.
@@ -278,14 +289,32 @@ pub fn switch(ctx: &mut Ctx, arg: &str) -> Result<Report> {
     let m = require_installed(ctx, arg)?;
     ctx.require_root()?;
     let _g = ctx.lock_global()?;
+    let sw = switch_locked(ctx, &m.version)?;
+    let changed = sw.changed && !ctx.globals.dry_run;
+    Report::new(&sw.json, sw.human).map(|r| r.changed(changed))
+}
+
+/// What a switch did.
+#[derive(Debug)]
+pub struct Switched {
+    pub changed: bool,
+    pub human: String,
+    pub json: serde_json::Value,
+}
+
+/// Point `current` at the installed version `vs`, the one way `current` ever moves
+/// (`version switch`, `version install --set-current`): instances bound to `current`
+/// are re-rendered and the running ones restarted and health-gated, and any failure puts
+/// the link and every follower back. The caller holds the global lock.
+pub fn switch_locked(ctx: &mut Ctx, vs: &str) -> Result<Switched> {
     let link = ctx.layout.current_link.clone();
-    let already = current(ctx).as_deref() == Some(m.version.as_str());
+    let already = current(ctx)?.as_deref() == Some(vs);
     let sd = sys::systemd::LazySystemd::new();
     // Instances bound to `current` follow it: re-rendered, restarted when running.
     let followers = if already {
         Vec::new()
     } else {
-        instance::follow::prepare(ctx, &sd, &m.version)?
+        instance::follow::prepare(ctx, &sd, vs)?
     };
     let running: Vec<&str> = followers
         .iter()
@@ -296,8 +325,7 @@ pub fn switch(ctx: &mut Ctx, arg: &str) -> Result<Report> {
         instance::lifecycle::confirm(
             ctx,
             &format!(
-                "switch current to Actual {} (restarts {}; data migrates one way)?",
-                m.version,
+                "switch current to Actual {vs} (restarts {}; data migrates one way)?",
                 running.join(", ")
             ),
             "version switch",
@@ -306,8 +334,8 @@ pub fn switch(ctx: &mut Ctx, arg: &str) -> Result<Report> {
     let mut plan = Plan::new();
     if !already {
         instance::follow::plan_keep_running(&mut plan, &sd, &followers);
-        let target = PathBuf::from(format!("v{}", m.version));
-        let old = std::fs::read_link(&link).ok();
+        let target = PathBuf::from(format!("v{vs}"));
+        let old = sys::instdir::read_link(&link)?;
         plan.step(
             "switch-current",
             format!("point {} at {}", link.display(), target.display()),
@@ -325,13 +353,12 @@ pub fn switch(ctx: &mut Ctx, arg: &str) -> Result<Report> {
     plan.run(ctx.globals.dry_run)?;
     let names: Vec<&str> = followers.iter().map(|f| f.name.as_str()).collect();
     let human = if already {
-        format!("current already is {}", m.version)
+        format!("current already is {vs}")
     } else if names.is_empty() {
-        format!("current now points to {}", m.version)
+        format!("current now points to {vs}")
     } else {
         format!(
-            "current now points to {}; instances following it: {} (running ones restarted healthy: {})",
-            m.version,
+            "current now points to {vs}; instances following it: {} (running ones restarted healthy: {})",
             names.join(", "),
             if running.is_empty() {
                 "none".to_string()
@@ -340,16 +367,16 @@ pub fn switch(ctx: &mut Ctx, arg: &str) -> Result<Report> {
             }
         )
     };
-    Report::new(
-        &serde_json::json!({
-            "current": m.version,
+    Ok(Switched {
+        changed: !already,
+        human,
+        json: serde_json::json!({
+            "current": vs,
             "changed": !already,
             "instances_following": names,
             "instances_restarted": running,
         }),
-        human,
-    )
-    .map(|r| r.changed(!already && !ctx.globals.dry_run))
+    })
 }
 
 /// `version uninstall X.Y.Z`: refused while current or bound; frees unused runtimes.
@@ -358,6 +385,8 @@ pub fn uninstall(ctx: &mut Ctx, arg: &str) -> Result<Report> {
     // Checked before root (refusals need no privilege) and again under the lock.
     refuse_if_used(ctx, &m)?;
     ctx.require_root()?;
+    // The build lock first: a build in progress may be using the runtime freed here.
+    let _b = ctx.lock_build()?;
     let _g = ctx.lock_global()?;
     refuse_if_used(ctx, &m)?;
     if !ctx.globals.yes
@@ -435,13 +464,25 @@ pub fn uninstall(ctx: &mut Ctx, arg: &str) -> Result<Report> {
 
 /// Refuse to remove the current version or one an instance runs (names them).
 fn refuse_if_used(ctx: &Ctx, m: &Manifest) -> Result<()> {
-    let cur = current(ctx);
+    let cur = current(ctx)?;
     if cur.as_deref() == Some(m.version.as_str()) {
         return Err(
             Failure::validation(format!("{} is the current version", m.version))
                 .hint("switch to another version first: abssctl version switch <X.Y.Z>")
                 .into(),
         );
+    }
+    // What runs matters, not only what the registry says: a drop-in on disk that still
+    // starts this tree (drifted, or left by hand) would fail at its next restart.
+    let users = dropins_using(ctx, &ctx.layout.version_dir(&m.version))?;
+    if !users.is_empty() {
+        return Err(Failure::validation(format!(
+            "{} is still run by the unit drop-in(s) {}",
+            m.version,
+            users.join(", ")
+        ))
+        .hint("re-render them first: abssctl instance set-version <name> current (or an installed X.Y.Z)")
+        .into());
     }
     if let Some(names) = bindings(ctx, cur.as_deref())?.get(&m.version) {
         return Err(Failure::validation(format!(
@@ -455,52 +496,63 @@ fn refuse_if_used(ctx: &Ctx, m: &Manifest) -> Result<()> {
     Ok(())
 }
 
-/// `version reinstall X.Y.Z`: `npm ci --offline` from the recorded lockfile, then swap.
+/// `version reinstall X.Y.Z`: `npm ci --offline` from the recorded lockfile under the build
+/// lock (instances stay manageable meanwhile), then, under the global lock, the rebuilt
+/// tree and the installed one swap places in one step (RENAME_EXCHANGE: running instances
+/// keep their open files, a crash leaves one whole tree in place) and the old one is removed.
 pub fn reinstall(ctx: &mut Ctx, arg: &str) -> Result<Report> {
     let m = require_installed(ctx, arg)?;
     ctx.require_root()?;
-    let _g = ctx.lock_global()?;
+    let _build = ctx.lock_build()?;
     let layout = ctx.layout.clone();
     let vdir = layout.version_dir(&m.version);
     let build_dir = layout.staging_dir.join(format!("v{}", m.version));
-    let old = layout.staging_dir.join(format!("v{}.old", m.version));
     let progress = build::Progress::new(ctx.globals.json, ctx.globals.quiet);
-    let fresh = std::cell::RefCell::new(None);
-    let mut plan = Plan::new();
-    let ctx_ref: &Ctx = ctx;
-    plan.step(
-        "build-offline",
-        format!("rebuild {} offline from its lockfile", m.version),
-        || {
-            progress.step(&format!(
-                "rebuilding {} offline (npm ci --offline)",
-                m.version
-            ));
-            *fresh.borrow_mut() =
-                Some(crate::ops::version::offline_build(ctx_ref, &build_dir, &m)?);
-            txn::no_undo()
-        },
-    );
-    plan.step(
-        "swap",
-        format!("replace {} with the rebuilt tree", vdir.display()),
-        || {
-            std::fs::rename(&vdir, &old)
-                .with_context(|| format!("moving {} aside", vdir.display()))?;
-            if let Err(e) = std::fs::rename(&build_dir, &vdir) {
-                std::fs::rename(&old, &vdir)
-                    .with_context(|| format!("restoring {}", vdir.display()))?;
-                return Err(e)
-                    .with_context(|| format!("moving the rebuilt tree to {}", vdir.display()));
-            }
-            txn::no_undo()
-        },
-    );
-    let planned = plan.planned_actions();
-    let outcome = plan.run(ctx_ref.globals.dry_run);
-    progress.finish();
     let dry = ctx.globals.dry_run;
+    let fresh = std::cell::RefCell::new(None);
+    let mut build = Plan::new();
+    {
+        let (ctx_ref, fresh, progress, build_dir, m): (&Ctx, _, _, _, _) =
+            (ctx, &fresh, &progress, &build_dir, &m);
+        build.step(
+            "build-offline",
+            format!("rebuild {} offline from its lockfile", m.version),
+            move || {
+                progress.step(&format!(
+                    "rebuilding {} offline (npm ci --offline)",
+                    m.version
+                ));
+                *fresh.borrow_mut() = Some(crate::ops::version_build::offline_build(
+                    ctx_ref, build_dir, m,
+                )?);
+                txn::no_undo()
+            },
+        );
+    }
+    let planned = build.planned_actions();
+    let outcome = build.run(dry);
+    progress.finish();
     ctx.record_plan(planned);
+    if let Err(e) = outcome {
+        remove_tree(&layout.staging_dir)?;
+        return Err(e);
+    }
+    let _g = ctx.lock_global()?;
+    let mut swap = Plan::new();
+    {
+        let (build_dir, vdir) = (build_dir.clone(), vdir.clone());
+        swap.step(
+            "swap",
+            format!("exchange {} with the rebuilt tree", vdir.display()),
+            move || {
+                sys::fs::exchange(&build_dir, &vdir)?;
+                txn::undo(move || sys::fs::exchange(&build_dir, &vdir))
+            },
+        );
+    }
+    ctx.record_plan(swap.planned_actions());
+    let outcome = swap.run(dry);
+    // Staging holds the old tree now (or the unused rebuild): gone either way.
     if !dry {
         let cleanup = remove_tree(&layout.staging_dir);
         outcome?;
@@ -517,4 +569,34 @@ pub fn reinstall(ctx: &mut Ctx, arg: &str) -> Result<Report> {
         None => format!("dry run: would rebuild {} offline", m.version),
     };
     Report::new(&serde_json::json!({"reinstalled": fresh}), human).map(|r| r.changed(!dry))
+}
+
+/// The instance drop-ins on disk (`actual-sync@*.service.d/*.conf`) that name `vdir`.
+fn dropins_using(ctx: &Ctx, vdir: &std::path::Path) -> Result<Vec<String>> {
+    let dir = &ctx.layout.systemd_unit_dir;
+    let prefix = format!("{}@", crate::domain::layout::UNIT_PREFIX);
+    let needle = format!("{}/", vdir.display());
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
+    for e in rd {
+        let e = e.with_context(|| format!("listing {}", dir.display()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with(&prefix) && name.ends_with(".service.d")) {
+            continue;
+        }
+        for f in std::fs::read_dir(e.path()).with_context(|| format!("listing {name}"))? {
+            let f = f.with_context(|| format!("listing {name}"))?.path();
+            if f.extension().is_some_and(|x| x == "conf")
+                && sys::fs::read_optional(&f)?.is_some_and(|t| t.contains(&needle))
+            {
+                out.push(f.display().to_string());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }

@@ -8,7 +8,7 @@ use crate::error::Failure;
 use crate::sys::systemd::{Systemd, TransientSpec};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -72,12 +72,27 @@ pub fn missing_build_tools() -> Vec<&'static str> {
         .collect()
 }
 
+/// The system account npm builds run as (debian/sysusers.d; made on demand when abssctl
+/// runs without its package, e.g. from a relocated root in tests).
+///
+/// Why a dedicated static user and not DynamicUser: the build dir and the npm cache must be
+/// writable by the build and by no one else, from before the build starts. A dynamic uid is
+/// unknown until the unit runs, so the old code opened both trees to everyone (a+rwX) for
+/// the length of the build; systemd's own answer (StateDirectory=/CacheDirectory=) keeps
+/// the files under /var/lib/private or /var/cache/private, away from the install root where
+/// the tree must end up by one rename. A static user owns its two dirs 0700 ahead of time.
+pub const BUILD_USER: &str = "abssctl-build";
+
 /// How a build is isolated.
 pub enum Sandbox {
-    /// A transient unit with a dynamic user.
-    Transient(Box<dyn Systemd>),
-    /// `setpriv` to an unprivileged user (no systemd as PID 1).
-    Setpriv { user: String, uid: u32, gid: u32 },
+    /// A transient unit running as the build user.
+    Transient {
+        sd: Box<dyn Systemd>,
+        uid: u32,
+        gid: u32,
+    },
+    /// `setpriv` to the build user (no systemd as PID 1).
+    Setpriv { uid: u32, gid: u32 },
     /// Not root: npm runs as the caller (only possible when nothing privileged is at stake).
     Caller,
 }
@@ -89,35 +104,88 @@ impl std::fmt::Debug for Sandbox {
 }
 
 impl Sandbox {
-    /// Pick the strongest isolation this machine offers.
-    pub fn detect() -> Result<Sandbox> {
+    /// Pick the strongest isolation this machine offers; `root` is the layout's root (the
+    /// account database the build user is looked up in).
+    pub fn detect(root: &Path) -> Result<Sandbox> {
         if !crate::sys::privilege::is_root() {
             return Ok(Sandbox::Caller);
         }
+        let accounts = crate::sys::users::Accounts::new(root);
+        let acct = match accounts.lookup(BUILD_USER)? {
+            Some(a) => a,
+            None => {
+                tracing::info!("creating the system user {BUILD_USER} for npm builds");
+                accounts.create(BUILD_USER, "abssctl npm builds", None)?
+            }
+        };
+        let (uid, gid) = (acct.uid, acct.gid);
+        if uid == 0 || gid == 0 {
+            return Err(Failure::environment(format!(
+                "the build user {BUILD_USER} has uid {uid} / gid {gid}: builds never run as root"
+            ))
+            .hint(format!(
+                "userdel {BUILD_USER}; abssctl recreates it as a system user"
+            ))
+            .into());
+        }
         if Path::new("/run/systemd/system").is_dir() {
             match crate::sys::systemd::DbusSystemd::connect() {
-                Ok(s) => return Ok(Sandbox::Transient(Box::new(s))),
+                Ok(s) => {
+                    return Ok(Sandbox::Transient {
+                        sd: Box::new(s),
+                        uid,
+                        gid,
+                    });
+                }
                 Err(e) => tracing::warn!(
-                    "systemd is PID 1 but not reachable ({e:#}); building as 'nobody' instead"
+                    "systemd is PID 1 but not reachable ({e:#}); building via setpriv instead"
                 ),
             }
         }
-        let user = nix::unistd::User::from_name("nobody")
-            .context("looking up the user 'nobody'")?
-            .ok_or_else(|| Failure::environment("no user 'nobody' to run the build as"))?;
-        tracing::info!("no systemd as PID 1: the npm build runs as user 'nobody' via setpriv");
-        Ok(Sandbox::Setpriv {
-            user: user.name,
-            uid: user.uid.as_raw(),
-            gid: user.gid.as_raw(),
-        })
+        tracing::info!("no systemd as PID 1: the npm build runs as {BUILD_USER} via setpriv");
+        Ok(Sandbox::Setpriv { uid, gid })
+    }
+
+    /// The uid/gid builds run as (`None`: the caller's own).
+    pub fn ids(&self) -> Option<(u32, u32)> {
+        match self {
+            Sandbox::Transient { uid, gid, .. } | Sandbox::Setpriv { uid, gid } => {
+                Some((*uid, *gid))
+            }
+            Sandbox::Caller => None,
+        }
     }
 
     pub fn describe(&self) -> String {
         match self {
-            Sandbox::Transient(_) => "transient systemd unit (DynamicUser)".into(),
-            Sandbox::Setpriv { user, .. } => format!("user '{user}' (setpriv)"),
+            Sandbox::Transient { .. } => format!("{BUILD_USER} in a transient systemd unit"),
+            Sandbox::Setpriv { .. } => format!("{BUILD_USER} (setpriv)"),
             Sandbox::Caller => "the calling user".into(),
+        }
+    }
+
+    /// Hand a directory root has just made (in a parent only root can write) to the build
+    /// user, with everything in it, and make it 0700: nobody else may enter it.
+    pub fn hand_over(&self, dir: &Path) -> Result<()> {
+        if let Some((uid, gid)) = self.ids() {
+            crate::sys::users::chown_tree(dir, 0, (uid, gid))?;
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("setting the mode of {}", dir.display()))
+    }
+
+    /// After a build: end every process of the build user, then seal `dir` (root-owned,
+    /// no setuid, nothing writable by others). See `sys::seal`.
+    pub fn seal(&self, dir: &Path) -> Result<crate::sys::seal::Sealed> {
+        match self.ids() {
+            Some((uid, _)) => {
+                let killed = crate::sys::seal::end_processes_of(uid)?;
+                if killed > 0 {
+                    tracing::warn!("ended {killed} leftover process(es) of {BUILD_USER}");
+                }
+                crate::sys::seal::seal_tree(dir, &[0, uid])
+            }
+            None => crate::sys::seal::seal_tree(dir, &[nix::unistd::getuid().as_raw()]),
         }
     }
 }
@@ -129,70 +197,32 @@ pub struct BuildCmd {
     pub argv: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub cwd: PathBuf,
-    /// Directories the build writes (the build dir and the npm cache).
+    /// Directories the build writes (the build dir and the npm cache), already the build
+    /// user's (`Sandbox::hand_over`, `ensure_owned_dir`).
     pub writable: Vec<PathBuf>,
     /// Where npm's output goes (setpriv/caller; a transient unit logs to the journal).
     pub log: PathBuf,
     pub timeout: Duration,
 }
 
-/// chown -R (no symlink following).
-pub fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<()> {
-    walk(dir, &mut |p, _| {
-        std::os::unix::fs::lchown(p, Some(uid), Some(gid))
-            .with_context(|| format!("changing the owner of {}", p.display()))
-    })
-}
-
-fn walk(dir: &Path, f: &mut dyn FnMut(&Path, &std::fs::Metadata) -> Result<()>) -> Result<()> {
+/// Total bytes of regular files in a tree (a sealed one: root's, no link followed).
+pub fn tree_size(dir: &Path) -> Result<u64> {
     let md =
         std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
-    f(dir, &md)?;
+    let mut total = if md.is_file() { md.len() } else { 0 };
     if md.is_dir() {
         for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-            walk(
+            total += tree_size(
                 &e.with_context(|| format!("listing {}", dir.display()))?
                     .path(),
-                f,
             )?;
         }
     }
-    Ok(())
-}
-
-/// Make a built tree root-owned and read-only for everyone else: dirs 0755, files 0644
-/// (0755 when executable). The service user reads it; nobody but root changes it.
-pub fn seal_tree(dir: &Path) -> Result<()> {
-    walk(dir, &mut |p, md| {
-        std::os::unix::fs::lchown(p, Some(0), Some(0))
-            .with_context(|| format!("changing the owner of {}", p.display()))?;
-        if md.file_type().is_symlink() {
-            return Ok(());
-        }
-        let mode = if md.is_dir() || md.mode() & 0o100 != 0 {
-            0o755
-        } else {
-            0o644
-        };
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("setting the mode of {}", p.display()))
-    })
-}
-
-/// Total bytes of regular files in a tree.
-pub fn tree_size(dir: &Path) -> Result<u64> {
-    let mut total = 0;
-    walk(dir, &mut |_, md| {
-        if md.is_file() {
-            total += md.len();
-        }
-        Ok(())
-    })?;
     Ok(total)
 }
 
 /// Create `dir` (missing parents get 0755, so an unprivileged build user can pass through
-/// them) and set its mode.
+/// them) and set its mode; root keeps owning them.
 pub fn ensure_dir_mode(dir: &Path, mode: u32) -> Result<()> {
     let mut missing = Vec::new();
     let mut p = dir;
@@ -210,6 +240,42 @@ pub fn ensure_dir_mode(dir: &Path, mode: u32) -> Result<()> {
     }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting the mode of {}", dir.display()))
+}
+
+/// The npm cache: a directory of the build user's alone (0700) in a root-owned parent.
+/// One that is not exactly that (another owner, a link, group/other bits: e.g. left by an
+/// older release or changed by hand) is not trusted and starts over empty; it is a cache.
+pub fn ensure_owned_dir(sandbox: &Sandbox, dir: &Path) -> Result<()> {
+    let want = sandbox.ids();
+    match std::fs::symlink_metadata(dir) {
+        Ok(md) => {
+            let ok = md.is_dir()
+                && md.mode() & 0o7777 == 0o700
+                && want.is_none_or(|(u, g)| md.uid() == u && md.gid() == g);
+            if ok {
+                return Ok(());
+            }
+            tracing::warn!(
+                "{} is not the build user's alone (owner {}, mode {:o}): starting it over",
+                dir.display(),
+                md.uid(),
+                md.mode() & 0o7777
+            );
+            if md.is_dir() {
+                std::fs::remove_dir_all(dir)
+            } else {
+                std::fs::remove_file(dir)
+            }
+            .with_context(|| format!("removing {}", dir.display()))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    }
+    if let Some(parent) = dir.parent() {
+        crate::sys::fs::create_dir_all_mode(parent, 0o755)?;
+    }
+    std::fs::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    sandbox.hand_over(dir)
 }
 
 /// The build user must reach these paths: every ancestor needs o+x. Fail early with the
@@ -234,9 +300,10 @@ pub fn check_traversable(paths: &[&Path]) -> Result<()> {
 }
 
 /// Stop the build unit a killed abssctl left running, before its staging dir is reused
-/// (setpriv builds die with abssctl through their parent-death signal).
+/// (setpriv builds die with abssctl through their parent-death signal; what they started
+/// is ended by `Sandbox::seal`).
 pub fn stop_leftover(sandbox: &Sandbox, unit: &str) -> Result<()> {
-    let Sandbox::Transient(sd) = sandbox else {
+    let Sandbox::Transient { sd, .. } = sandbox else {
         return Ok(());
     };
     let status = sd.unit_status(&[unit.to_string()])?;
@@ -254,22 +321,7 @@ pub fn stop_leftover(sandbox: &Sandbox, unit: &str) -> Result<()> {
 /// its output, or where to find it).
 pub fn run(sandbox: &Sandbox, cmd: &BuildCmd) -> Result<std::result::Result<(), String>> {
     match sandbox {
-        Sandbox::Transient(sd) => {
-            for w in &cmd.writable {
-                // The dynamic uid is unknown before the start: let it write these two dirs.
-                walk(w, &mut |p, md| {
-                    if md.file_type().is_symlink() {
-                        return Ok(());
-                    }
-                    let mode = if md.is_dir() {
-                        0o777
-                    } else {
-                        md.mode() | 0o666
-                    };
-                    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode & 0o7777))
-                        .with_context(|| format!("opening {} to the build user", p.display()))
-                })?;
-            }
+        Sandbox::Transient { sd, .. } => {
             let spec = TransientSpec {
                 unit: cmd.unit.clone(),
                 argv: cmd.argv.clone(),
@@ -277,7 +329,7 @@ pub fn run(sandbox: &Sandbox, cmd: &BuildCmd) -> Result<std::result::Result<(), 
                 working_dir: cmd.cwd.clone(),
                 writable: cmd.writable.clone(),
                 timeout: cmd.timeout,
-                user: None,
+                user: Some(BUILD_USER.into()),
             };
             let out = sd.run_transient(&spec)?;
             Ok(if out.result == "success" {
@@ -289,10 +341,7 @@ pub fn run(sandbox: &Sandbox, cmd: &BuildCmd) -> Result<std::result::Result<(), 
                 ))
             })
         }
-        Sandbox::Setpriv { uid, gid, .. } => {
-            for w in &cmd.writable {
-                chown_tree(w, *uid, *gid)?;
-            }
+        Sandbox::Setpriv { uid, gid } => {
             let mut c = Command::new("setpriv");
             c.args(["--reuid", &uid.to_string(), "--regid", &gid.to_string()])
                 .args(["--clear-groups", "--pdeathsig", "KILL", "--"]);
@@ -308,7 +357,14 @@ pub fn run(sandbox: &Sandbox, cmd: &BuildCmd) -> Result<std::result::Result<(), 
 }
 
 fn spawn_logged(mut c: Command, cmd: &BuildCmd) -> Result<std::result::Result<(), String>> {
-    let log = std::fs::File::create(&cmd.log)
+    // The log is root's (0600 in root's logs dir): the build writes it through the fds it
+    // inherits and cannot open anything else there.
+    let log = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&cmd.log)
         .with_context(|| format!("creating {}", cmd.log.display()))?;
     let log2 = log
         .try_clone()
@@ -413,19 +469,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seal_and_size_a_tree() {
+    fn size_of_a_tree_counts_files_not_links() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path().join("t");
         std::fs::create_dir_all(d.join("bin")).unwrap();
         std::fs::write(d.join("bin/x"), b"12345").unwrap();
-        std::fs::set_permissions(d.join("bin/x"), std::fs::Permissions::from_mode(0o700)).unwrap();
         std::fs::write(d.join("f"), b"1").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.join("l")).unwrap();
         assert_eq!(tree_size(&d).unwrap(), 6);
-        if crate::sys::privilege::is_root() {
-            seal_tree(&d).unwrap();
-            let m = |p: &str| std::fs::metadata(d.join(p)).unwrap().mode() & 0o777;
-            assert_eq!((m("bin/x"), m("f"), m("bin")), (0o755, 0o644, 0o755));
-        }
+    }
+
+    /// The npm cache that is not the build user's alone starts over; one that is stays.
+    #[test]
+    fn an_untrusted_npm_cache_starts_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = tmp.path().join("cache/npm");
+        std::fs::create_dir_all(&c).unwrap();
+        std::fs::write(c.join("planted"), b"x").unwrap();
+        std::fs::set_permissions(&c, std::fs::Permissions::from_mode(0o777)).unwrap();
+        ensure_owned_dir(&Sandbox::Caller, &c).unwrap();
+        assert!(!c.join("planted").exists());
+        assert_eq!(std::fs::metadata(&c).unwrap().mode() & 0o7777, 0o700);
+        std::fs::write(c.join("kept"), b"x").unwrap();
+        ensure_owned_dir(&Sandbox::Caller, &c).unwrap();
+        assert!(c.join("kept").exists());
     }
 
     #[test]

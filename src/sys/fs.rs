@@ -169,6 +169,25 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// Swap two paths in one step (renameat2 RENAME_EXCHANGE), then fsync their parent: there
+/// is no moment when neither exists, and after a crash one of the two trees is at each
+/// name. Both must exist and share a parent directory's filesystem.
+pub fn exchange(a: &Path, b: &Path) -> Result<()> {
+    nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        a,
+        nix::fcntl::AT_FDCWD,
+        b,
+        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+    )
+    .with_context(|| format!("exchanging {} and {}", a.display(), b.display()))?;
+    sync_parent(a)?;
+    if a.parent() != b.parent() {
+        sync_parent(b)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 mod tests {

@@ -15,6 +15,7 @@ pub mod net;
 pub mod nginx;
 pub mod npm;
 pub mod privilege;
+pub mod seal;
 pub mod secret;
 pub mod statefile;
 pub mod systemd;

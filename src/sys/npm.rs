@@ -33,9 +33,12 @@ fn env_nonempty(keys: &[&str]) -> Option<String> {
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
 }
 
-/// Read the machine's npm configuration. Run with `npm config ls -l --json` of the npm on
-/// PATH (the caller's own environment, so its ~/.npmrc and global npmrc count); absence of
-/// npm is normal (containers, fresh appliances) and yields only the environment.
+/// Read the machine's npm configuration, as npm would resolve it, WITHOUT running npm as
+/// root (an admin tool must not execute npm's code, or a global npmrc's `${...}`-driven
+/// settings, with root's rights just to learn a URL): the environment first, then the
+/// caller's ~/.npmrc, then the global and built-in npmrc files, read as data. Only when
+/// none of them names a registry is npm asked for its built-in default, as `nobody`.
+/// Absence of npm is normal (containers, fresh appliances) and yields only the rest.
 pub fn machine_npm() -> MachineNpm {
     let mut m = MachineNpm {
         registry: env_nonempty(&["npm_config_registry", "NPM_CONFIG_REGISTRY"]),
@@ -44,44 +47,127 @@ pub fn machine_npm() -> MachineNpm {
         proxy: env_nonempty(&["npm_config_proxy", "HTTP_PROXY", "http_proxy"]),
         noproxy: env_nonempty(&["npm_config_noproxy", "NO_PROXY", "no_proxy"]),
     };
-    let out = Command::new("npm")
-        .args(["config", "ls", "-l", "--json"])
+    let mut files: Vec<PathBuf> = Vec::new();
+    if let Some(f) = env_nonempty(&["npm_config_userconfig", "NPM_CONFIG_USERCONFIG"]) {
+        files.push(f.into());
+    } else if let Some(home) = std::env::var_os("HOME") {
+        files.push(Path::new(&home).join(".npmrc"));
+    }
+    if let Some(f) = env_nonempty(&["npm_config_globalconfig", "NPM_CONFIG_GLOBALCONFIG"]) {
+        files.push(f.into());
+    }
+    // Global npmrc of Debian's npm and of a /usr/local node (TurnKey), then the built-in
+    // npmrc files those npms ship.
+    for f in [
+        "/etc/npmrc",
+        "/usr/local/etc/npmrc",
+        "/usr/share/nodejs/npm/npmrc",
+        "/usr/lib/node_modules/npm/npmrc",
+        "/usr/local/lib/node_modules/npm/npmrc",
+    ] {
+        files.push(f.into());
+    }
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        let got = parse_npmrc(&text, &|k| std::env::var(k).ok());
+        m.registry = m.registry.or(got.registry);
+        m.cafile = m.cafile.or(got.cafile);
+        m.https_proxy = m.https_proxy.or(got.https_proxy);
+        m.proxy = m.proxy.or(got.proxy);
+        m.noproxy = m.noproxy.or(got.noproxy);
+    }
+    if m.registry.is_none() {
+        m.registry = npm_default_registry();
+    }
+    m
+}
+
+/// npm's built-in registry, from `npm config get registry` run as `nobody` with no home
+/// (so no npmrc of root's is read and nothing of npm's runs as root); `None` without npm.
+fn npm_default_registry() -> Option<String> {
+    let npm = crate::sys::build::which("npm")?;
+    let mut c = if crate::sys::privilege::is_root() {
+        let nobody = nix::unistd::User::from_name("nobody").ok()??;
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid",
+            &nobody.uid.as_raw().to_string(),
+            "--regid",
+            &nobody.gid.as_raw().to_string(),
+            "--clear-groups",
+            "--",
+        ]);
+        c.arg(&npm);
+        c
+    } else {
+        Command::new(&npm)
+    };
+    let out = c
+        .args(["config", "get", "registry"])
+        .env_clear()
+        .env("PATH", crate::sys::build::BUILD_PATH)
+        .env("HOME", "/nonexistent")
+        .env("npm_config_update_notifier", "false")
+        .current_dir("/")
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .output();
-    let Ok(out) = out else {
-        tracing::debug!("no npm on PATH: using only the environment for registry settings");
-        return m;
-    };
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-        tracing::debug!("npm config ls gave no JSON: ignoring it");
-        return m;
-    };
-    let s = |k: &str| {
-        json.get(k)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .filter(|v| !v.is_empty())
-    };
-    m.registry = m.registry.or_else(|| s("registry"));
-    m.cafile = m.cafile.or_else(|| s("cafile").map(PathBuf::from));
-    m.https_proxy = m.https_proxy.or_else(|| s("https-proxy"));
-    m.proxy = m.proxy.or_else(|| s("proxy"));
-    m.noproxy = m.noproxy.or_else(|| {
-        json.get("noproxy").and_then(|v| match v {
-            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-            serde_json::Value::Array(a) => {
-                let parts: Vec<&str> = a
-                    .iter()
-                    .filter_map(|x| x.as_str())
-                    .filter(|x| !x.is_empty())
-                    .collect();
-                (!parts.is_empty()).then(|| parts.join(","))
+        .output()
+        .ok()?;
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && url.starts_with("http")).then_some(url)
+}
+
+/// The settings of one npmrc text (ini: `key = value`, `#`/`;` comments, `${VAR}`
+/// expanded from `env` as npm does; a setting whose variable is unset is skipped).
+pub fn parse_npmrc(text: &str, env: &dyn Fn(&str) -> Option<String>) -> MachineNpm {
+    let mut m = MachineNpm::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let (k, mut v) = (k.trim(), v.trim());
+        if v.len() >= 2
+            && (v.starts_with('"') && v.ends_with('"') || v.starts_with('\'') && v.ends_with('\''))
+        {
+            v = &v[1..v.len() - 1];
+        }
+        let Some(v) = expand_env(v, env).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let slot = match k {
+            "registry" => &mut m.registry,
+            "https-proxy" | "https_proxy" => &mut m.https_proxy,
+            "proxy" => &mut m.proxy,
+            "noproxy" => &mut m.noproxy,
+            "cafile" => {
+                m.cafile.get_or_insert(PathBuf::from(v));
+                continue;
             }
-            _ => None,
-        })
-    });
+            _ => continue,
+        };
+        slot.get_or_insert(v);
+    }
     m
+}
+
+fn expand_env(v: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = v;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let j = after.find('}')?;
+        out.push_str(&env(&after[..j])?);
+        rest = &after[j + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// The registry URL (with a trailing slash) from the `npm_registry` config value.
@@ -145,7 +231,12 @@ impl Registry {
             .connect_timeout(Duration::from_secs(20))
             .read_timeout(Duration::from_secs(60))
             .build()
-            .context("setting up the HTTPS client")?;
+            .map_err(|e| {
+                Failure::environment(format!(
+                    "cannot set up HTTPS to the registry ({e:#}): is the system CA store there and readable?"
+                ))
+                .hint("apt-get install ca-certificates (or set SSL_CERT_FILE to a readable CA bundle)")
+            })?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -398,6 +489,21 @@ mod tests {
         b.into_inner().unwrap().finish().unwrap();
         assert!(unpack_tarball(&bad, &tmp.path().join("out2")).is_err());
         assert!(!tmp.path().join("evi").exists());
+    }
+
+    #[test]
+    fn npmrc_is_read_as_data() {
+        let env = |k: &str| (k == "TOKEN_HOST").then(|| "mirror.example".to_string());
+        let m = parse_npmrc(
+            "; comment\n# another\nregistry = \"https://${TOKEN_HOST}/npm/\"\n\
+             @scope:registry=https://other.example/\nhttps-proxy=http://p:3128\n\
+             proxy=${UNSET}\ncafile=/etc/ca.pem\nregistry=https://second.example/\n",
+            &env,
+        );
+        assert_eq!(m.registry.as_deref(), Some("https://mirror.example/npm/"));
+        assert_eq!(m.https_proxy.as_deref(), Some("http://p:3128"));
+        assert_eq!(m.proxy, None);
+        assert_eq!(m.cafile, Some(PathBuf::from("/etc/ca.pem")));
     }
 
     #[test]

@@ -12,9 +12,10 @@ use crate::domain::validate::{self, VersionSpec};
 use crate::domain::vhost::TlsKind;
 use crate::error::{self, Failure};
 use crate::ops::Ctx;
-use crate::ops::version::InstallOpts;
+use crate::ops::version_build::{self, Staged};
 use crate::ops::vhost::{self, Providers, VhostRequest, VhostSummary};
 use crate::sys;
+use crate::sys::build::Progress;
 use crate::sys::systemd::LazySystemd;
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -140,141 +141,69 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
             }
         };
     validate::instance_name(&args.name)?;
-    // The nested install's lines belong to this instance's command too.
+    // The nested build's lines belong to this instance's command too.
     sys::logging::set_instance(&args.name);
-    // From nothing to serving in one command: with the version missing, install it first
-    // (before our locks: the install takes the global lock itself).
-    if !ctx.globals.dry_run && needs_install(&ctx.layout, &binding)? {
-        let no_current = super::current_version_dir(&ctx.layout)?.is_none();
-        let version = match &binding {
-            VersionBinding::Current => "latest".to_string(),
-            VersionBinding::Exact(v) => v.to_string(),
-        };
-        crate::ops::version::install(
-            ctx,
-            &InstallOpts {
-                version,
-                set_current: no_current,
-                include_prerelease: false,
-                offline: false,
-            },
-        )
-        .context("installing the Actual version the instance needs")?;
-    }
-    let (name, locks): (_, Locks) = begin(ctx, &args.name)?;
-    let name_s = name.as_str().to_string();
-    let before = crate::domain::state::State::load(&ctx.layout)?;
-    let unit = Layout::unit_name(&name_s);
-
-    if let Some(other) = before
-        .instances
-        .iter()
-        .find(|i| i.domain == domain.as_str() && i.name != name_s)
-    {
-        return Err(Failure::validation(format!(
-            "domain {} is already used by instance '{}'",
-            domain.as_str(),
-            other.name
-        ))
-        .hint("give each instance its own domain")
-        .into());
-    }
-    if let Some(existing) = before.instances.iter().find(|i| i.name == name_s) {
-        let same = existing.domain == domain.as_str()
-            && args.port.is_none_or(|p| p == existing.port)
-            && (args.version.is_none() || existing.version_binding == binding);
-        if !same {
-            return Err(Failure::validation(format!(
-                "instance '{name_s}' already exists with other settings (domain {}, port {})",
-                existing.domain, existing.port
-            ))
-            .hint(format!(
-                "change it with abssctl instance set-domain/set-port/set-version {name_s}, or pick another name"
-            ))
-            .into());
-        }
-    }
-    if let Some(existing) = before.instances.iter().find(|i| i.name == name_s) {
-        // Asked for what is already there: nothing to do (create is idempotent).
-        let resolved = resolve_version(&ctx.layout, &existing.version_binding)?;
-        return Ok(CreateResult {
-            url: inst::url(&existing.domain, existing.https_port),
-            name: name_s,
-            domain: existing.domain.clone(),
-            port: existing.port,
-            version: resolved.version,
-            version_binding: existing.version_binding.clone(),
-            unit,
-            data_dir: existing.data_dir.clone(),
-            changed: false,
-            dry_run: ctx.globals.dry_run,
-            healthy_after_ms: None,
-            password_set: false,
-            vhost: None,
-            warnings: Vec::new(),
-            planned_actions: Vec::new(),
-        });
-    }
-
-    let resolved: Resolved = match resolve_version(&ctx.layout, &binding) {
-        Ok(r) => r,
-        // A dry run does not install: show where the version would go.
-        Err(_) if ctx.globals.dry_run && needs_install(&ctx.layout, &binding)? => Resolved {
-            version: binding.to_string(),
-            dir: ctx.layout.install_root.join("<to be installed>"),
-            node: ctx.layout.runtimes_dir.join("node"),
-        },
-        Err(e) => return Err(e),
-    };
-
-    let mut after = before.clone();
-    let now = time::OffsetDateTime::now_utc();
-    let probe = sys::net::SystemPorts::snapshot();
-    let port = match after.reserve(&name_s, args.port, ctx.cfg().ports_base, &probe, now)? {
-        Reserved::New(r) | Reserved::Existing(r) => r.port,
-    };
-    if let Some(hp) = args.https_port {
-        after.reserve(&name_s, Some(hp), ctx.cfg().ports_base, &probe, now)?;
-    }
-    let req = VhostRequest {
-        name: name.clone(),
-        domain: domain.clone(),
-        port,
-        https_port: args.https_port,
-        custom_tls: None,
-    };
-    // The TLS source the vhost will use (found now: a missing certificate is an error
-    // before any change).
-    let (_, vhost_preview) = vhost::prepare(ctx, &req)?;
-    let tls_source = Some(match vhost_preview.tls.kind {
-        TlsKind::Custom => TlsSource::Custom,
-        TlsKind::LetsEncrypt => TlsSource::Letsencrypt,
-        TlsKind::System => TlsSource::System,
-    });
-    let entry = InstanceEntry {
-        name: name_s.clone(),
-        domain: domain.as_str().to_string(),
-        port,
-        version_binding: binding.clone(),
-        data_dir: ctx.layout.data_dir(&name_s),
-        created_at: now,
-        last_changed: now,
-        notes: String::new(),
-        tls_source,
-        tls_cert: None,
-        tls_key: None,
-        https_port: args.https_port,
-    };
-    after.instances.push(entry.clone());
-    let dropin = render_checked(&ctx.layout, &entry, &resolved)?;
-    // Its own account (a foreign one of that name is refused here, before any change).
-    let adopt = super::account::Adopt::prepare(&ctx.layout, &name_s, &ctx.cfg().service_user)?;
     let password = match &args.password {
         Some(PasswordSource::File(p)) => Some(sys::secret::from_file(p)?),
         Some(PasswordSource::Stdin) => Some(sys::secret::from_stdin()?),
         None => None,
     };
-
+    // 1. Every check that can fail on input, against the box as it is, before anything
+    //    changes and before any build (a used domain must not cost a build and a new
+    //    `current`): without locks, since a build may follow.
+    let missing = needs_install(&ctx.layout, &binding)?;
+    if let Checked::Exists(r) = check(ctx, args, &domain, &binding, None)? {
+        return Ok(*r);
+    }
+    // 2. The version it needs, built under the build lock only (instances stay manageable).
+    let mut build_lock = None;
+    let mut staged = None;
+    let mut first_current = None;
+    if missing && !ctx.globals.dry_run {
+        let spec = match &binding {
+            VersionBinding::Current => VersionSpec::Latest,
+            VersionBinding::Exact(v) => VersionSpec::Exact(v.clone()),
+        };
+        let progress = Progress::new(ctx.globals.json, ctx.globals.quiet);
+        let res = version_build::resolve(ctx, &spec, false, &progress)?;
+        let vs = res.version.to_string();
+        ctx.require_root()?;
+        build_lock = Some(ctx.lock_build()?);
+        if crate::ops::version::read_manifest(&ctx.layout.version_dir(&vs))?.is_none() {
+            let built = version_build::build(ctx, &res, &progress);
+            progress.finish();
+            staged = Some(built.context("installing the Actual version the instance needs")?);
+        }
+        if binding == VersionBinding::Current {
+            first_current = Some(vs);
+        }
+    }
+    // 3. The locks, held from here to the end, then the same checks on the box as it is now.
+    let (name, locks): (_, Locks) = begin(ctx, &args.name)?;
+    let c = match check(ctx, args, &domain, &binding, staged.as_ref()) {
+        Ok(Checked::New(c)) => *c,
+        other => {
+            if staged.is_some() {
+                crate::ops::version::remove_tree(&ctx.layout.staging_dir)?;
+            }
+            return match other? {
+                Checked::Exists(r) => Ok(*r),
+                Checked::New(_) => unreachable!("matched above"),
+            };
+        }
+    };
+    let Prepared {
+        before,
+        after,
+        entry,
+        req,
+        dropin,
+        adopt,
+        resolved,
+        port,
+        unit,
+    } = c;
+    let name_s = name.as_str().to_string();
     let sd = LazySystemd::new();
     let nginx = super::LazyNginx::default();
     let prov = Providers {
@@ -285,6 +214,12 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
     let healthy = std::cell::Cell::new(None);
     let warning = std::cell::RefCell::new(None);
     let mut plan = Plan::new();
+    if let Some(st) = &staged {
+        crate::ops::version::plan_activate(&mut plan, &layout, st);
+    }
+    if let Some(vs) = &first_current {
+        crate::ops::version::plan_first_current(&mut plan, &layout, vs);
+    }
     step_save_state(
         &mut plan,
         &layout,
@@ -324,7 +259,16 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
     let planned = plan.planned_actions();
     ctx.record_plan(planned.clone());
     let dry_run = ctx.globals.dry_run;
-    plan.run(dry_run)?;
+    let outcome = plan.run(dry_run);
+    if staged.is_some() {
+        // Staging never outlives the command: the build moved out, or is discarded.
+        let cleanup = crate::ops::version::remove_tree(&layout.staging_dir);
+        outcome?;
+        cleanup?;
+    } else {
+        outcome?;
+    }
+    drop(build_lock);
     let warnings: Vec<String> = warning.into_inner().into_iter().collect();
     ctx.op.warnings.extend(warnings.clone());
     Ok(CreateResult {
@@ -344,6 +288,162 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
         warnings,
         planned_actions: planned,
     })
+}
+
+/// What `check` found: the instance is there as asked (nothing to do), or what to create.
+enum Checked {
+    Exists(Box<CreateResult>),
+    New(Box<Prepared>),
+}
+
+/// Everything create computes before its first change.
+struct Prepared {
+    before: crate::domain::state::State,
+    after: crate::domain::state::State,
+    entry: InstanceEntry,
+    req: VhostRequest,
+    dropin: String,
+    adopt: super::account::Adopt,
+    resolved: Resolved,
+    port: u16,
+    unit: String,
+}
+
+/// Every check of create's input against the box, read-only: run once before any build
+/// and again under the locks. `staged`: the version built for it (not yet in place).
+fn check(
+    ctx: &Ctx,
+    args: &CreateArgs,
+    domain: &crate::domain::validate::Domain,
+    binding: &VersionBinding,
+    staged: Option<&Staged>,
+) -> Result<Checked> {
+    let name = validate::instance_name(&args.name)?;
+    let name_s = name.as_str().to_string();
+    let before = crate::domain::state::State::load(&ctx.layout)?;
+    let unit = Layout::unit_name(&name_s);
+    if let Some(other) = before
+        .instances
+        .iter()
+        .find(|i| i.domain == domain.as_str() && i.name != name_s)
+    {
+        return Err(Failure::validation(format!(
+            "domain {} is already used by instance '{}'",
+            domain.as_str(),
+            other.name
+        ))
+        .hint("give each instance its own domain")
+        .into());
+    }
+    if let Some(existing) = before.instances.iter().find(|i| i.name == name_s) {
+        let same = existing.domain == domain.as_str()
+            && args.port.is_none_or(|p| p == existing.port)
+            && (args.version.is_none() || existing.version_binding == *binding);
+        if !same {
+            return Err(Failure::validation(format!(
+                "instance '{name_s}' already exists with other settings (domain {}, port {})",
+                existing.domain, existing.port
+            ))
+            .hint(format!(
+                "change it with abssctl instance set-domain/set-port/set-version {name_s}, or pick another name"
+            ))
+            .into());
+        }
+        // Asked for what is already there: nothing to do (create is idempotent).
+        let resolved = resolve_version(&ctx.layout, &existing.version_binding)?;
+        return Ok(Checked::Exists(Box::new(CreateResult {
+            url: inst::url(&existing.domain, existing.https_port),
+            name: name_s,
+            domain: existing.domain.clone(),
+            port: existing.port,
+            version: resolved.version,
+            version_binding: existing.version_binding.clone(),
+            unit,
+            data_dir: existing.data_dir.clone(),
+            changed: false,
+            dry_run: ctx.globals.dry_run,
+            healthy_after_ms: None,
+            password_set: false,
+            vhost: None,
+            warnings: Vec::new(),
+            planned_actions: Vec::new(),
+        })));
+    }
+    let resolved: Resolved = match (staged, resolve_version(&ctx.layout, binding)) {
+        (Some(st), _) => Resolved {
+            version: st.version.clone(),
+            dir: ctx.layout.version_dir(&st.version),
+            node: st
+                .manifest
+                .as_ref()
+                .map(|m| m.runtime.node.clone())
+                .context("the staged build has no manifest")?,
+        },
+        (None, Ok(r)) => r,
+        // Not installed yet (checked before the build, or a dry run): the template is
+        // checked with the paths it will get.
+        (None, Err(_)) if needs_install(&ctx.layout, binding)? => Resolved {
+            version: binding.to_string(),
+            dir: match binding {
+                VersionBinding::Exact(v) => ctx.layout.version_dir(&v.to_string()),
+                VersionBinding::Current => ctx.layout.version_dir("-latest"),
+            },
+            node: ctx.layout.runtimes_dir.join("node-pending/bin/node"),
+        },
+        (None, Err(e)) => return Err(e),
+    };
+    let mut after = before.clone();
+    let now = time::OffsetDateTime::now_utc();
+    let probe = sys::net::SystemPorts::snapshot();
+    let port = match after.reserve(&name_s, args.port, ctx.cfg().ports_base, &probe, now)? {
+        Reserved::New(r) | Reserved::Existing(r) => r.port,
+    };
+    if let Some(hp) = args.https_port {
+        after.reserve(&name_s, Some(hp), ctx.cfg().ports_base, &probe, now)?;
+    }
+    let req = VhostRequest {
+        name: name.clone(),
+        domain: domain.clone(),
+        port,
+        https_port: args.https_port,
+        custom_tls: None,
+    };
+    // The TLS source the vhost will use: a missing certificate is an error here.
+    let (_, vhost_preview) = vhost::prepare(ctx, &req)?;
+    let tls_source = Some(match vhost_preview.tls.kind {
+        TlsKind::Custom => TlsSource::Custom,
+        TlsKind::LetsEncrypt => TlsSource::Letsencrypt,
+        TlsKind::System => TlsSource::System,
+    });
+    let entry = InstanceEntry {
+        name: name_s.clone(),
+        domain: domain.as_str().to_string(),
+        port,
+        version_binding: binding.clone(),
+        data_dir: ctx.layout.data_dir(&name_s),
+        created_at: now,
+        last_changed: now,
+        notes: String::new(),
+        tls_source,
+        tls_cert: None,
+        tls_key: None,
+        https_port: args.https_port,
+    };
+    after.instances.push(entry.clone());
+    let dropin = render_checked(&ctx.layout, &entry, &resolved)?;
+    // Its own account (a foreign one of that name is refused here, before any change).
+    let adopt = super::account::Adopt::prepare(&ctx.layout, &name_s, &ctx.cfg().service_user)?;
+    Ok(Checked::New(Box::new(Prepared {
+        before,
+        after,
+        entry,
+        req,
+        dropin,
+        adopt,
+        resolved,
+        port,
+        unit,
+    })))
 }
 
 /// Is the version this binding names missing (no `current`, or no manifest)?

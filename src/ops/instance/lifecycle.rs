@@ -330,7 +330,9 @@ pub fn set(ctx: &mut Ctx, name: &str, change: &Change) -> Result<ActionResult> {
         }
     };
     let timing = Cell::new(None);
-    if new == old {
+    // Same binding: nothing to do, unless the drop-in on disk no longer runs what the
+    // binding says (it drifted, e.g. `current` moved without it): then re-render it.
+    if new == old && !(matches!(change, Change::Version(_)) && dropin_drifted(ctx, &new)?) {
         return finish(ctx, Plan::new(), name.as_str(), action, &timing);
     }
     if matches!(change, Change::Version(_)) {
@@ -398,4 +400,20 @@ pub fn set(ctx: &mut Ctx, name: &str, change: &Change) -> Result<ActionResult> {
         )?;
     }
     finish(ctx, plan, name.as_str(), action, &timing)
+}
+
+/// Does the rendered drop-in of `entry` on disk differ from what its binding renders now?
+fn dropin_drifted(ctx: &Ctx, entry: &InstanceEntry) -> Result<bool> {
+    let resolved = resolve_version(&ctx.layout, &entry.version_binding)?;
+    let dropin = render_dropin(&ctx.layout, entry, &resolved)?;
+    let on_disk = sys::fs::read_optional(&inst::dropin_path(&ctx.layout, &entry.name))?;
+    let drifted = on_disk.as_deref() != Some(dropin.as_str());
+    if drifted {
+        tracing::warn!(
+            "the drop-in of '{}' does not run {} as its binding says: re-rendering it",
+            entry.name,
+            resolved.version
+        );
+    }
+    Ok(drifted)
 }

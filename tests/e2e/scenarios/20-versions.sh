@@ -5,9 +5,15 @@
 # a managed Node 22 runtime from the registry; 25.6.0 (no engines) installs beside it on the
 # same runtime. Each install really serves: a server started by hand from the recorded
 # runtime answers /health and reports its own version in /info. The build ran sandboxed
-# (transient unit, DynamicUser), the tree is root-owned and read-only to others; an install
-# killed midway leaves no version behind; a reinstall works offline; uninstall refuses the
-# current version and frees a runtime only when nothing uses it.
+# (a transient unit as the abssctl-build user), and a local user could not touch it: the
+# build dir and the npm cache refuse an unprivileged user's writes mid-build, and what a
+# compromised dependency plants (a setuid file, symlinks to root's files) is sealed harmless
+# without the sealer following a link. The tree is root-owned and read-only to others; an
+# instance can be restarted while a build runs (the build holds only the build lock);
+# `install --set-current` takes the switch path (the follower runs the new version);
+# uninstall refuses a tree a drop-in still runs and `set-version current` repairs the
+# drift; an install killed midway leaves no version behind; a reinstall works offline;
+# uninstall refuses the current version and frees a runtime only when nothing uses it.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -34,14 +40,65 @@ check "tree root-owned, not writable by others" in_ct_sh "
 check "manifest records integrity, runtime and lockfile hash" in_ct_sh "
     jq -e '.integrity|startswith(\"sha512-\")' /srv/app/v$NEW/manifest.json
     test \"\$(jq -r .lockfile_sha256 /srv/app/v$NEW/manifest.json)\" = \"\$(sha256sum /srv/app/v$NEW/package-lock.json | cut -d' ' -f1)\""
-check "the build ran as a transient unit, not as root (journal)" in_ct_sh \
-    'journalctl -q -u abssctl-npm-build.service | grep -q .'
 check "staging is gone" in_ct_sh '! test -e /srv/app/.staging'
 check "a second install is a no-op" in_ct_sh \
     "abssctl --json version install $NEW | jq -e '.changed==false'"
 
-step "abssctl version install $OLD beside it (no engines: system node absent -> managed 22)"
-must "install $OLD" in_ct abssctl version install "$OLD"
+step "an instance on $NEW, for the checks during the next build"
+in_ct_sh 'mkdir -p -m 0700 /etc/ssl/private
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=turnkey \
+        -keyout /etc/ssl/private/cert.key -out /etc/ssl/private/cert.pem 2>/dev/null
+    chmod 0400 /etc/ssl/private/cert.key /etc/ssl/private/cert.pem'
+must "create lk (bound to $NEW)" in_ct abssctl instance create lk --domain lk.test --version "$NEW"
+# info_of <instance>: the version its server reports in /info.
+info_of() {
+    in_ct_sh "p=\$(abssctl --json instance list | jq -r '.instances[] | select(.name==\"$1\") | .port')
+        curl -sf http://127.0.0.1:\$p/info | jq -r .build.version"
+}
+check "lk serves $NEW" test "$(info_of lk)" = "$NEW"
+# A victim only root may touch, for the sealer test below.
+in_ct_sh 'install -m 0600 -o nobody -g nogroup /dev/null /root/victim; chmod 0711 /root
+    install -d -m 0700 -o nobody -g nogroup /root/victim-dir'
+
+step "abssctl version install $OLD beside it (no engines: system node absent -> managed 22), attacked mid-build"
+in_ct_sh "setsid abssctl version install $OLD >/root/old.log 2>&1 & echo \$! >/root/old.pid"
+B=/srv/app/.staging/v$OLD
+must "the build got going" in_ct_sh '
+    for i in $(seq 1 240); do test -d '"$B"'/node_modules && exit 0; sleep 0.5; done; exit 1'
+check "the build runs as abssctl-build in a transient unit (its processes' uid)" in_ct_sh '
+    test "$(systemctl show -P User abssctl-npm-build.service)" = abssctl-build
+    pid=$(systemctl show -P MainPID abssctl-npm-build.service); test "$pid" -gt 0
+    test "$(ps -o user:32= -p $pid)" = abssctl-build'
+check "build dir and npm cache: 0700 abssctl-build, under root-owned parents" in_ct_sh "
+    test \"\$(stat -c '%a %U' $B)\" = '700 abssctl-build'
+    test \"\$(stat -c '%a %U' /var/cache/abssctl/npm)\" = '700 abssctl-build'
+    test -z \"\$(find /srv/app/.staging /var/cache/abssctl -maxdepth 0 ! -user root)\""
+check "a local user cannot write into the build dir or the npm cache (EACCES)" in_ct_sh "
+    for t in $B/x $B/node_modules/x /var/cache/abssctl/npm/x; do
+        out=\$(setpriv --reuid nobody --regid nogroup --clear-groups touch \$t 2>&1) && exit 1
+        echo \"\$out\" | grep -q 'Permission denied' || exit 1
+    done
+    ! test -e $B/x"
+# What a compromised dependency could do as the build user: a setuid file and links to root's files.
+in_ct_sh "runuser -u abssctl-build -- sh -ec '
+    cp /bin/true $B/suid; chmod 4755 $B/suid
+    ln -s /root/victim $B/evil; ln -s /root/victim-dir $B/evil-dir; ln -s /srv/app $B/evil-root'"
+check "while the build runs, an instance restarts (the global lock is free)" \
+    in_ct abssctl --lock-timeout 5 instance restart lk
+check "the attacked install still finishes" in_ct_sh '
+    while kill -0 "$(cat /root/old.pid)" 2>/dev/null; do sleep 1; done
+    grep -q "installed @actual-app/sync-server" /root/old.log'
+check "the planted setuid file lost its setuid bit and is root's" in_ct_sh "
+    test \"\$(stat -c '%a %U' /srv/app/v$OLD/suid)\" = '755 root'"
+check "the sealer followed no link: the victims keep owner and mode" in_ct_sh "
+    test \"\$(stat -c '%a %U' /root/victim)\" = '600 nobody'
+    test \"\$(stat -c '%a %U' /root/victim-dir)\" = '700 nobody'
+    test \"\$(stat -c '%a %U' /srv/app)\" = '755 root'
+    test \"\$(stat -c %U /srv/app/v$OLD/evil)\" = root"
+check "nothing world-writable or foreign under abssctl's trees; state dir 0750" in_ct_sh '
+    test -z "$(find /srv/app /var/cache/abssctl /var/lib/abssctl \( -perm -o+w -o -perm -4000 -o -perm -2000 \) ! -type l | head -1)"
+    test -z "$(find /srv/app ! -user root | head -1)"
+    test "$(stat -c %a /var/lib/abssctl)" = 750'
 in_ct abssctl --json version list >"$CT_SHARE/list2.json"
 check "list marks both installed with their runtimes" jq -e --arg a "$NEW" --arg b "$OLD" '
     [.versions[] | select(.installed and .runtime.kind=="managed") | .version] as $i
@@ -83,6 +140,28 @@ check "reinstall $OLD with the registry unreachable" in_ct_sh \
 check "leftover build unit stopped and staging removed" in_ct_sh \
     '! systemctl is-active -q abssctl-npm-build.service && ! test -e /srv/app/.staging'
 check "$OLD still serves after the rebuild" serve "$OLD" 5933
+
+step "install --set-current takes the switch path (followers move with current)"
+must "switch current to $OLD" in_ct abssctl -y version switch "$OLD"
+must "create lk2 (follows current = $OLD)" in_ct abssctl instance create lk2 --domain lk2.test
+check "lk2 serves $OLD" test "$(info_of lk2)" = "$OLD"
+must "install $NEW --set-current (installed already: switches)" in_ct abssctl -y version install "$NEW" --set-current
+check "current is $NEW" in_ct_sh "test \"\$(readlink /srv/app/current)\" = v$NEW"
+check "lk2 was re-rendered and restarted with current: it serves $NEW" test "$(info_of lk2)" = "$NEW"
+
+step "a drop-in that drifted from its binding: uninstall refuses its tree, set-version current repairs it"
+# The drift the old --set-current left behind: current moved, a follower's drop-in did not.
+in_ct ln -sfn "v$OLD" /srv/app/current
+must "create lk3 (follows current = $OLD)" in_ct abssctl instance create lk3 --domain lk3.test
+in_ct ln -sfn "v$NEW" /srv/app/current
+check "uninstall $OLD is refused while lk3's drop-in still runs it (exit 2), the tree stays" in_ct_sh "
+    set +e; abssctl --yes version uninstall $OLD 2>/root/e; rc=\$?
+    test \$rc = 2 && grep -q 'actual-sync@lk3.service.d' /root/e && test -d /srv/app/v$OLD"
+must "set-version lk3 current repairs the drift" in_ct abssctl -y instance set-version lk3 current
+check "lk3 serves $NEW" test "$(info_of lk3)" = "$NEW"
+for i in lk lk2 lk3; do
+    must "delete $i" in_ct abssctl -y instance delete "$i" --purge-data
+done
 
 step "faults"
 check "registry unreachable: exit 3 with the offline hint" in_ct_sh "

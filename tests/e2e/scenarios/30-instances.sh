@@ -70,6 +70,19 @@ check "... and no worse than before per-instance accounts: <= 1.1 (got $score)" 
 check "create again with the same settings changes nothing" \
     in_ct_sh 'abssctl --json instance create budget --domain budget.test | jq -e ".changed==false"'
 
+step "bad input fails before anything changes, a build included"
+check "a used domain with a version not installed: exit 2, nothing built, current unchanged" in_ct_sh "
+    before=\$(readlink /srv/app/current); since=\$(date '+%Y-%m-%d %H:%M:%S')
+    set +e; abssctl instance create dup --domain budget.test --version 25.6.0 2>/root/e; rc=\$?; set -e
+    test \$rc = 2 && grep -q 'already used' /root/e
+    ! test -e /srv/app/v25.6.0 && ! test -e /srv/app/.staging
+    test \"\$(readlink /srv/app/current)\" = \"\$before\"
+    ! journalctl -q --since \"\$since\" -u abssctl-npm-build.service | grep -q .
+    ! abssctl --json instance list | jq -e '.instances[] | select(.name==\"dup\")'"
+check "a missing password file: exit 2 before any build" in_ct_sh "
+    set +e; abssctl instance create dup --domain dup.test --version 25.6.0 --password-file /nonexistent 2>/root/e; rc=\$?
+    test \$rc = 2 && ! test -e /srv/app/v25.6.0 && ! test -e /srv/app/.staging"
+
 step "one family cannot read another's data: each instance has its own account"
 must "create other --domain other.test" \
     in_ct abssctl instance create other --domain other.test --password-file /share/pw
