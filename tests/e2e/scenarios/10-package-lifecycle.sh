@@ -30,6 +30,10 @@ check "actual-sync has no login shell and no home" \
 for d in /var/lib/abssctl /var/log/abssctl /run/abssctl /run/abssctl/locks; do
     check "$d is root:root 0750" mode_owner "$d" "750 root:root"
 done
+check "id abssctl-build: the system user npm builds run as, no login, no home" \
+    in_ct_sh 'uid=$(id -u abssctl-build) && [ "$uid" -lt 1000 ] && getent passwd abssctl-build | grep -Eq ":/nonexistent:/usr/sbin/nologin$"'
+check "/var/cache/abssctl is root:root 0755" mode_owner /var/cache/abssctl "755 root:root"
+check "/var/cache/abssctl/npm is the build user's alone (0700)" mode_owner /var/cache/abssctl/npm "700 abssctl-build:abssctl-build"
 check "/etc/abssctl/config.yml is a root-owned 0644 conffile" \
     in_ct_sh '[ "$(stat -c "%a %U" /etc/abssctl/config.yml)" = "644 root" ] && dpkg-query -W -f "\${Conffiles}" abssctl | grep -q " /etc/abssctl/config.yml "'
 check "systemctl cat actual-sync@.service shows the shipped template" \
@@ -82,7 +86,7 @@ step "purge"
 in_ct_sh 'mkdir -p /srv/backups && echo b > /srv/backups/e2e.tar.zst'
 purge_out=$(apt_ct purge abssctl 2>&1) && purge_rc=0 || purge_rc=$?
 check "apt-get purge succeeds" test "$purge_rc" = 0
-for d in /etc/abssctl /var/lib/abssctl /var/log/abssctl /run/abssctl; do
+for d in /etc/abssctl /var/lib/abssctl /var/cache/abssctl /var/log/abssctl /run/abssctl; do
     check "$d is gone" in_ct test ! -e "$d"
 done
 check "the planted /srv/demo/data file is still there" in_ct grep -qx budget /srv/demo/data/planted.sqlite
