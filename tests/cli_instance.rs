@@ -219,7 +219,8 @@ fn create_dry_run_plans_every_step_and_writes_nothing() {
         [
             "registry_write",
             "instance_user",
-            "instance_dirs",
+            "instance_dir",
+            "data_dir",
             "unit_dropin",
             "unit_enable",
             "unit_start",

@@ -111,7 +111,8 @@ fn create_makes_the_account_before_the_dirs_and_the_drop_in_names_it() {
         .unwrap();
     let a = actions(&out);
     let pos = |s: &str| a.iter().position(|x| x == s).unwrap();
-    assert!(pos("instance_user") < pos("instance_dirs"), "{a:?}");
+    assert!(pos("instance_user") < pos("instance_dir"), "{a:?}");
+    assert!(pos("instance_dir") < pos("data_dir"), "{a:?}");
     assert!(!a.contains(&"instance_data_owner".to_string()), "{a:?}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let desc = v["planned_actions"][pos("instance_user")]["description"]

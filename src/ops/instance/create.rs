@@ -84,36 +84,51 @@ fn bootstrap(port: u16, password: &str) -> Result<Option<String>> {
 }
 
 /// The directories: `<instance_root>/<name>` (root, group of the instance's account, 0750)
-/// and its `data` (the instance's account, 0700). Comes after the account step (the ids are
-/// read when it applies). Undo removes only what this run created.
+/// and its `data` (the instance's account, 0700), as two steps so that a failure making
+/// the second undoes the first (one step with two effects left a half-made instance dir).
+/// They come after the account step (the ids are read when they apply). Undo removes only
+/// what this run created.
 fn step_dirs<'a>(plan: &mut Plan<'a>, layout: &Layout, name: &str, user: String) {
     let root = layout.instance_root.clone();
     let dir = layout.instance_dir(name);
     let data = layout.data_dir(name);
     let accounts = sys::users::Accounts::new(&layout.root);
+    let ids = move |accounts: &sys::users::Accounts, user: &str| -> Result<(u32, u32)> {
+        let acct = accounts.lookup(user)?.ok_or_else(|| {
+            anyhow::Error::from(Failure::environment(format!(
+                "the system account {user} does not exist"
+            )))
+        })?;
+        Ok((acct.uid, acct.gid))
+    };
+    {
+        let (accounts, user, dir) = (accounts.clone(), user.clone(), dir.clone());
+        plan.step(
+            "instance_dir",
+            format!("create {} (0750, group {user})", dir.display()),
+            move || {
+                let (_, gid) = ids(&accounts, &user)?;
+                sys::fs::create_dir_all_mode(&root, 0o755)?;
+                let made =
+                    sys::instdir::ensure_dir(&dir, inst::INSTANCE_DIR_MODE, Some((0, gid)))?;
+                txn::undo(move || {
+                    if made {
+                        sys::instdir::remove_empty_dir(&dir)?;
+                    }
+                    Ok(())
+                })
+            },
+        );
+    }
     plan.step(
-        "instance_dirs",
-        format!(
-            "create {} (0750, group {user}) and {} (0700, owned by {user})",
-            dir.display(),
-            data.display()
-        ),
+        "data_dir",
+        format!("create {} (0700, owned by {user})", data.display()),
         move || {
-            let acct = accounts.lookup(&user)?.ok_or_else(|| {
-                anyhow::Error::from(Failure::environment(format!(
-                    "the system account {user} does not exist"
-                )))
-            })?;
-            let (uid, gid) = (acct.uid, acct.gid);
-            sys::fs::create_dir_all_mode(&root, 0o755)?;
-            let made_dir = sys::instdir::ensure_dir(&dir, inst::INSTANCE_DIR_MODE, Some((0, gid)))?;
-            let made_data = sys::instdir::ensure_dir(&data, inst::DATA_DIR_MODE, Some((uid, gid)))?;
+            let (uid, gid) = ids(&accounts, &user)?;
+            let made = sys::instdir::ensure_dir(&data, inst::DATA_DIR_MODE, Some((uid, gid)))?;
             txn::undo(move || {
-                if made_data {
+                if made {
                     sys::instdir::remove_tree(&data)?;
-                }
-                if made_dir {
-                    sys::instdir::remove_empty_dir(&dir)?;
                 }
                 Ok(())
             })
