@@ -261,14 +261,22 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
     step_start_healthy(&mut plan, &sd, unit.clone(), port, false, Some(&healthy));
     if let Some(pw) = password.as_deref() {
         let warning = &warning;
-        plan.step_irreversible(
+        let apply = move || {
+            *warning.borrow_mut() = bootstrap(port, pw)?;
+            txn::no_undo()
+        };
+        let (action, desc) = (
             "server_password",
             "set the server password (POST /account/bootstrap)",
-            move || {
-                *warning.borrow_mut() = bootstrap(port, pw)?;
-                txn::no_undo()
-            },
         );
+        // The password lives in the data dir's account.sqlite. A data dir this run makes
+        // is removed by its own undo, password and all: then nothing is kept. Only data
+        // that was there before (kept by a delete) keeps a password a failure cannot undo.
+        if layout.data_dir(&name_s).exists() {
+            plan.step_irreversible(action, desc, apply);
+        } else {
+            plan.step(action, desc, apply);
+        }
     }
     let vhost_summary = vhost::plan_apply(ctx, &req, prov, &mut plan)?;
     let planned = plan.planned_actions();
