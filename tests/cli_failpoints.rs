@@ -155,6 +155,48 @@ fn ports_reserve_and_release_roll_back_at_every_step() {
     assert!(matrix(&["ports", "release", "budget"], plant_registry) >= 1);
 }
 
+/// Two installed versions on their own runtimes and npms, `current` on the newer: the
+/// older one's uninstall has three steps (its tree, its runtime, its npm).
+fn two_versions(root: &Path) {
+    for (v, node, npm) in [
+        ("26.8.1", "22.1.0", "11.0.0"),
+        ("26.9.0", "22.23.3", "11.21.2"),
+    ] {
+        let dir = root.join(format!("srv/app/v{v}"));
+        std::fs::create_dir_all(dir.join("node_modules")).unwrap();
+        let node_path = root.join(format!("srv/app/runtimes/node-v{node}/bin/node"));
+        std::fs::create_dir_all(node_path.parent().unwrap()).unwrap();
+        std::fs::write(&node_path, v).unwrap();
+        let npm_dir = root.join(format!("srv/app/runtimes/npm-v{npm}/bin"));
+        std::fs::create_dir_all(&npm_dir).unwrap();
+        std::fs::write(npm_dir.join("npm-cli.js"), npm).unwrap();
+        let m = serde_json::json!({
+            "schema_version": 1, "package": "@actual-app/sync-server", "version": v,
+            "integrity": "sha512-x", "engines_node": ">=22",
+            "runtime": {"kind": "managed", "version": node, "node": node_path},
+            "npm_version": npm, "lockfile_sha256": "00", "size_bytes": 5,
+            "installed_at": "2026-11-26T00:00:00Z"
+        });
+        std::fs::write(dir.join("manifest.json"), m.to_string()).unwrap();
+    }
+    std::os::unix::fs::symlink("v26.9.0", root.join("srv/app/current")).unwrap();
+}
+
+/// `version uninstall` moves each tree aside before it removes anything: a failure after
+/// any step puts every tree back.
+#[test]
+fn version_uninstall_rolls_back_at_every_step() {
+    let probe = tempfile::tempdir().unwrap();
+    two_versions(probe.path());
+    let steps = planned(probe.path(), &["version", "uninstall", "26.8.1"]);
+    // None may be irreversible: then the matrix demands byte-identical trees after each.
+    assert!(
+        steps.iter().all(|s| s["irreversible"] == false),
+        "{steps:?}"
+    );
+    assert_eq!(matrix(&["version", "uninstall", "26.8.1"], two_versions), 3);
+}
+
 /// Without FAILPOINTS the same binary behaves as the shipped one.
 #[test]
 fn no_failpoint_configured_changes_nothing_about_success() {

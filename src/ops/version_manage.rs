@@ -406,41 +406,52 @@ pub fn uninstall(ctx: &mut Ctx, arg: &str) -> Result<Report> {
     let layout = ctx.layout.clone();
     let vdir = layout.version_dir(&m.version);
     let mut freed = Vec::new();
-    let mut plan = Plan::new();
-    plan.step_irreversible(
-        "remove-version",
-        format!("remove {}", vdir.display()),
-        || {
-            remove_tree(&vdir)?;
-            txn::no_undo()
-        },
-    );
+    // Each tree is first moved aside (one rename, undone by renaming it back), and only
+    // removed once every step has succeeded: a failure half-way leaves what was there.
+    let aside_dir = layout.staging_dir.clone();
+    let mut trees = vec![("remove-version", vdir.clone())];
     if m.runtime.kind == "managed" && !used_nodes.contains(&m.runtime.node) {
         let rdir = layout.runtime_dir(&m.runtime.version);
         freed.push(rdir.display().to_string());
-        plan.step_irreversible(
-            "remove-runtime",
-            format!("remove the unused runtime {}", rdir.display()),
-            move || {
-                remove_tree(&rdir)?;
-                txn::no_undo()
-            },
-        );
+        trees.push(("remove-runtime", rdir));
     }
     if !used_npm.contains(&m.npm_version) {
         let ndir = layout.npm_dir(&m.npm_version);
         freed.push(ndir.display().to_string());
-        plan.step_irreversible(
-            "remove-npm",
-            format!("remove the unused npm {}", ndir.display()),
-            move || {
-                remove_tree(&ndir)?;
-                txn::no_undo()
-            },
-        );
+        trees.push(("remove-npm", ndir));
+    }
+    let mut aside = Vec::new();
+    let mut plan = Plan::new();
+    for (action, tree) in trees {
+        let name = tree
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let moved = aside_dir.join(format!("uninstall-{name}"));
+        aside.push(moved.clone());
+        let aside_dir = aside_dir.clone();
+        plan.step(action, format!("remove {}", tree.display()), move || {
+            build::ensure_dir_mode(&aside_dir, 0o711)?;
+            remove_tree(&moved)?;
+            std::fs::rename(&tree, &moved)
+                .with_context(|| format!("moving {} aside", tree.display()))?;
+            sys::fs::sync_parent(&tree)?;
+            txn::undo(move || {
+                std::fs::rename(&moved, &tree)
+                    .with_context(|| format!("putting {} back", tree.display()))?;
+                sys::fs::sync_parent(&tree)?;
+                sys::instdir::remove_dir_if_empty(&aside_dir).map(drop)
+            })
+        });
     }
     ctx.record_plan(plan.planned_actions());
     plan.run(ctx.globals.dry_run)?;
+    for t in &aside {
+        remove_tree(t)?;
+    }
+    if !ctx.globals.dry_run {
+        remove_tree(&aside_dir)?;
+    }
     let human = format!(
         "{}removed {}{}",
         if ctx.globals.dry_run {
@@ -456,7 +467,7 @@ pub fn uninstall(ctx: &mut Ctx, arg: &str) -> Result<Report> {
         }
     );
     Report::new(
-        &serde_json::json!({"removed": m.version, "freed": freed}),
+        &serde_json::json!({"removed": m.version, "freed": freed, "planned": ctx.op.planned}),
         human,
     )
     .map(|r| r.changed(!ctx.globals.dry_run))

@@ -109,8 +109,7 @@ fn step_dirs<'a>(plan: &mut Plan<'a>, layout: &Layout, name: &str, user: String)
             move || {
                 let (_, gid) = ids(&accounts, &user)?;
                 sys::fs::create_dir_all_mode(&root, 0o755)?;
-                let made =
-                    sys::instdir::ensure_dir(&dir, inst::INSTANCE_DIR_MODE, Some((0, gid)))?;
+                let made = sys::instdir::ensure_dir(&dir, inst::INSTANCE_DIR_MODE, Some((0, gid)))?;
                 txn::undo(move || {
                     if made {
                         sys::instdir::remove_empty_dir(&dir)?;
