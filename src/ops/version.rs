@@ -197,7 +197,8 @@ pub fn plan_first_current<'a>(plan: &mut Plan<'a>, layout: &Layout, vs: &str) {
 /// rm -rf that tolerates absence.
 pub fn remove_tree(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
+        // Durably gone: a crash after this must not bring the name back.
+        Ok(()) => sys::fs::sync_parent(dir),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
     }

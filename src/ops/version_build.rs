@@ -346,6 +346,7 @@ fn provision(
     sys::seal::seal_unpacked(&tmp)?;
     std::fs::rename(&tmp, dest)
         .with_context(|| format!("moving {} to {}", tmp.display(), dest.display()))?;
+    sys::fs::sync_parent(dest)?;
     sys::fs::remove_file_if_exists(&tgz)?;
     Ok(())
 }
