@@ -190,10 +190,7 @@ fn version_uninstall_rolls_back_at_every_step() {
     two_versions(probe.path());
     let steps = planned(probe.path(), &["version", "uninstall", "26.8.1"]);
     // None may be irreversible: then the matrix demands byte-identical trees after each.
-    assert!(
-        steps.iter().all(|s| s["irreversible"] != true),
-        "{steps:?}"
-    );
+    assert!(steps.iter().all(|s| s["irreversible"] != true), "{steps:?}");
     assert_eq!(matrix(&["version", "uninstall", "26.8.1"], two_versions), 3);
 }
 

@@ -190,3 +190,21 @@ fn uninstall_refuses_a_tree_a_dropin_still_runs() {
         run(abssctl(root).args(["--yes", "--dry-run", "version", "uninstall", "26.8.1"]));
     assert_eq!(code, 0, "{err}");
 }
+
+/// No CA store: the registry cannot be reached over HTTPS, and that is the machine's
+/// problem (exit 3 with the package to install), not an internal error (exit 1).
+#[test]
+fn a_missing_ca_store_is_exit_3_with_a_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, err) = run(common::abssctl(tmp.path())
+        .env("ABSSCTL_NPM_REGISTRY", "https://127.0.0.1:9/")
+        .env("SSL_CERT_FILE", tmp.path().join("no-such-bundle.pem"))
+        .env("SSL_CERT_DIR", tmp.path().join("no-such-dir"))
+        .args(["version", "list", "--remote"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("CA store"), "{err}");
+    assert!(
+        err.contains("hint: apt-get install ca-certificates"),
+        "{err}"
+    );
+}
