@@ -8,7 +8,6 @@
 //! systemd (the real D-Bus path is exercised in the container tier).
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
-use abssctl::cli::GlobalArgs;
 use abssctl::domain::config::{self, Config};
 use abssctl::domain::layout::Layout;
 use abssctl::domain::txn::Plan;
@@ -16,7 +15,7 @@ use abssctl::domain::validate;
 use abssctl::domain::vhost::{self, TlsKind, TlsSource, VhostSpec};
 use abssctl::error::{Kind, classify};
 use abssctl::ops::vhost::{Providers, VhostRequest, plan_apply, plan_remove};
-use abssctl::ops::{Ctx, OpState};
+use abssctl::ops::{Ctx, Globals, OpState};
 use abssctl::sys::nginx::{ConfigTest, NginxCli};
 use abssctl::sys::systemd::{Systemd, TransientOutcome, TransientSpec, UnitStatus};
 use std::cell::RefCell;
@@ -177,7 +176,7 @@ fn ctx(root: &Path) -> Ctx {
     };
     let layout = Layout::new(&cfg, &root.join("etc/abssctl/config.yml"));
     Ctx {
-        globals: GlobalArgs::default(),
+        globals: Globals::default(),
         resolved: config::resolve(None, &[], &config::Overrides::default()).unwrap(),
         layout,
         op: OpState {

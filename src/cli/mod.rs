@@ -95,7 +95,28 @@ pub fn main() -> i32 {
         return generate::run(m);
     }
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
-    crate::ops::execute(cli)
+    crate::ops::execute(
+        crate::ops::Globals::from(&cli.global),
+        cli.command.name(),
+        &secret_flags(),
+        |ctx| dispatch(ctx, &cli.command),
+        output::render,
+    )
+}
+
+impl From<&GlobalArgs> for crate::ops::Globals {
+    fn from(g: &GlobalArgs) -> crate::ops::Globals {
+        crate::ops::Globals {
+            json: g.json,
+            dry_run: g.dry_run,
+            yes: g.yes,
+            quiet: g.quiet,
+            verbose: g.verbose,
+            config: g.config.clone(),
+            lock_timeout: g.lock_timeout,
+            no_color: g.no_color,
+        }
+    }
 }
 
 /// A command-line value that is a secret or names one (today: the password file). The

@@ -1,32 +1,47 @@
 //! Rendering of command results: human text by default, JSON with `--json`.
 
-use serde::Serialize;
+use crate::error::Kind;
+use crate::ops::Globals;
+pub use crate::ops::report::{JSON_SCHEMA_VERSION, Outcome, Report};
 
-/// Version of the `--json` envelope; bump only with a documented, compatible change.
-pub const JSON_SCHEMA_VERSION: u32 = 1;
-
-/// What a command produced: the data for `--json`, the text for humans, and whether it
-/// changed anything (for the operations log).
-#[derive(Debug, Clone, Default)]
-pub struct Report {
-    pub json: serde_json::Value,
-    pub human: String,
-    pub changed: bool,
+/// Show a command's outcome: the report (JSON envelope with `--json`, else its text unless
+/// `--quiet`) on stdout; a failure on stderr (and, with `--json`, as an error object on
+/// stdout too).
+pub fn render(g: &Globals, outcome: Outcome<'_>) {
+    match outcome {
+        Outcome::Done(report) => print_report(g, report),
+        Outcome::Failed {
+            kind,
+            message,
+            hint,
+        } => print_error(g, kind, message, hint),
+    }
 }
 
-impl Report {
-    /// Build a report from serializable data and its human rendering.
-    pub fn new(data: &impl Serialize, human: impl Into<String>) -> anyhow::Result<Report> {
-        Ok(Report {
-            json: serde_json::to_value(data)?,
-            human: human.into(),
-            changed: false,
-        })
+fn print_report(g: &Globals, report: &Report) {
+    if g.json {
+        let mut v = report.json.clone();
+        if let serde_json::Value::Object(map) = &mut v {
+            map.entry("schema_version")
+                .or_insert(JSON_SCHEMA_VERSION.into());
+        }
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else if !g.quiet && !report.human.is_empty() {
+        println!("{}", report.human);
     }
-    /// Mark that the command changed state.
-    pub fn changed(mut self, changed: bool) -> Self {
-        self.changed = changed;
-        self
+}
+
+fn print_error(g: &Globals, kind: Kind, message: &str, hint: Option<&str>) {
+    if g.json {
+        let v = serde_json::json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "error": {"kind": kind, "exit_code": kind.exit_code(), "message": message, "hint": hint},
+        });
+        println!("{v}");
+    }
+    eprintln!("error: {message}");
+    if let Some(h) = hint {
+        eprintln!("hint: {h}");
     }
 }
 

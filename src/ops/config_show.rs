@@ -28,7 +28,7 @@ pub struct KeyView {
 pub fn show(ctx: &Ctx) -> ConfigView {
     let r = &ctx.resolved;
     ConfigView {
-        schema_version: crate::cli::output::JSON_SCHEMA_VERSION,
+        schema_version: crate::ops::report::JSON_SCHEMA_VERSION,
         config_file: r.file.clone(),
         keys: KEYS
             .iter()

@@ -2,12 +2,11 @@
 //! a transaction -> save -> audit. `execute` is the frame around every command: logging,
 //! configuration, privileges, the operations log and the exit code.
 
-use crate::cli::{Cli, GlobalArgs, Report};
 use crate::domain::audit::{self, Actor, AuditRecord, Target};
 use crate::domain::config::{self, Overrides, Resolved};
 use crate::domain::layout::Layout;
 use crate::domain::txn::{PlannedAction, Rollback};
-use crate::error::{self, Kind};
+use crate::error;
 use crate::sys;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -16,16 +15,41 @@ use std::time::{Duration, Instant};
 pub mod config_show;
 pub mod instance;
 pub mod ports;
+pub mod report;
 pub mod version;
 pub mod version_build;
 pub mod version_manage;
 pub mod vhost;
 
+pub use report::{Outcome, Report};
+
+/// The flags every command accepts, as the use cases see them (the CLI parses its own
+/// flags into this; `ops` knows nothing of how they were spelled).
+#[derive(Debug, Clone, Default)]
+pub struct Globals {
+    /// Machine-readable output: no progress text on stdout.
+    pub json: bool,
+    /// Plan and report, change nothing.
+    pub dry_run: bool,
+    /// Answer yes to every safety prompt.
+    pub yes: bool,
+    /// Only errors on stderr.
+    pub quiet: bool,
+    /// Detail level of the stderr log.
+    pub verbose: u8,
+    /// Configuration file instead of the default one.
+    pub config: Option<PathBuf>,
+    /// Seconds to wait for a held lock.
+    pub lock_timeout: Option<f64>,
+    /// No colour in the stderr log.
+    pub no_color: bool,
+}
+
 /// What one running command knows: flags, configuration, layout, and the audit facts it
 /// accumulates (planned actions, lock wait, target).
 #[derive(Debug)]
 pub struct Ctx {
-    pub globals: GlobalArgs,
+    pub globals: Globals,
     pub resolved: Resolved,
     pub layout: Layout,
     pub op: OpState,
@@ -110,11 +134,11 @@ impl Ctx {
 }
 
 /// Build the context: read config file and ABSSCTL_* environment, merge with flags.
-fn load_context(cli: &Cli, op: OpState) -> Result<Ctx> {
+fn load_context(globals: &Globals, op: OpState) -> Result<Ctx> {
     let env = sys::env::abssctl_vars();
     let overrides = Overrides {
-        config_file: cli.global.config.clone(),
-        lock_timeout: cli.global.lock_timeout,
+        config_file: globals.config.clone(),
+        lock_timeout: globals.lock_timeout,
     };
     let path: PathBuf = config::config_file_path(&overrides, &env);
     let text = sys::fs::read_optional(&path)?;
@@ -125,33 +149,40 @@ fn load_context(cli: &Cli, op: OpState) -> Result<Ctx> {
     )?;
     let layout = Layout::new(&resolved.config, &path);
     Ok(Ctx {
-        globals: cli.global.clone(),
+        globals: globals.clone(),
         resolved,
         layout,
         op,
     })
 }
 
-/// Run one command from start to exit code. Output goes to stdout (result) and stderr
-/// (errors); the operations log is written after the command, whatever happened, and a
-/// failure to write it is a warning that never replaces the command's own result.
-pub fn execute(cli: Cli) -> i32 {
+/// Run one command from start to exit code: `run` is the command itself (the CLI's
+/// dispatch), `render` shows its outcome (the CLI's output). The operations log is written
+/// after the outcome is shown, whatever happened, and a failure to write it is a warning
+/// that never replaces the command's own result. `command` is the stable command name
+/// (`ports reserve`); `secret_flags` are the flags whose values the log must not record.
+pub fn execute(
+    globals: Globals,
+    command: String,
+    secret_flags: &[String],
+    run: impl FnOnce(&mut Ctx) -> Result<Report>,
+    render: impl FnOnce(&Globals, Outcome<'_>),
+) -> i32 {
     sys::privilege::set_umask();
     let started = Instant::now();
-    let command = cli.command.name();
     let op = OpState {
         op_id: uuid::Uuid::now_v7(),
         command: command.clone(),
-        args: audit::redacted_args(std::env::args().skip(1), &crate::cli::secret_flags()),
+        args: audit::redacted_args(std::env::args().skip(1), secret_flags),
         target: None,
         planned: Vec::new(),
         warnings: Vec::new(),
         lock_wait: Duration::ZERO,
     };
     let log = sys::logging::LogOptions {
-        quiet: cli.global.quiet,
-        verbose: cli.global.verbose,
-        color: !cli.global.no_color,
+        quiet: globals.quiet,
+        verbose: globals.verbose,
+        color: !globals.no_color,
     };
     sys::logging::init(log, &op.op_id.to_string(), &command);
     // Every line of the command, the "finished" one included, is inside this span; it
@@ -160,19 +191,23 @@ pub fn execute(cli: Cli) -> i32 {
     let _in_command = span.enter();
 
     let mut ctx_slot = None;
-    let result = load_context(&cli, op).and_then(|ctx| {
-        let ctx = ctx_slot.insert(ctx);
-        crate::cli::dispatch(ctx, &cli.command)
-    });
+    let result = load_context(&globals, op).and_then(|ctx| run(ctx_slot.insert(ctx)));
 
     let (rc, status_msg, errors, changed) = match &result {
         Ok(report) => {
-            print_report(&cli.global, report);
+            render(&globals, Outcome::Done(report));
             (0, "ok".to_string(), Vec::new(), report.changed)
         }
         Err(err) => {
             let (kind, message, hint) = error::classify(err);
-            print_error(&cli.global, kind, &message, hint.as_deref());
+            render(
+                &globals,
+                Outcome::Failed {
+                    kind,
+                    message: &message,
+                    hint: hint.as_deref(),
+                },
+            );
             // A failed command changed something only if its rollback left an effect.
             let changed = err
                 .downcast_ref::<Rollback>()
@@ -220,31 +255,4 @@ pub fn execute(cli: Cli) -> i32 {
         }
     }
     rc
-}
-
-fn print_report(g: &GlobalArgs, report: &Report) {
-    if g.json {
-        let mut v = report.json.clone();
-        if let serde_json::Value::Object(map) = &mut v {
-            map.entry("schema_version")
-                .or_insert(crate::cli::output::JSON_SCHEMA_VERSION.into());
-        }
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-    } else if !g.quiet && !report.human.is_empty() {
-        println!("{}", report.human);
-    }
-}
-
-fn print_error(g: &GlobalArgs, kind: Kind, message: &str, hint: Option<&str>) {
-    if g.json {
-        let v = serde_json::json!({
-            "schema_version": crate::cli::output::JSON_SCHEMA_VERSION,
-            "error": {"kind": kind, "exit_code": kind.exit_code(), "message": message, "hint": hint},
-        });
-        println!("{v}");
-    }
-    eprintln!("error: {message}");
-    if let Some(h) = hint {
-        eprintln!("hint: {h}");
-    }
 }

@@ -4,12 +4,12 @@
 //! health-gated, rolled back on failure). Listing, switching and removal are in
 //! `version_manage.rs`.
 
-use crate::cli::Report;
 use crate::domain::layout::Layout;
 use crate::domain::txn::{self, Plan};
 use crate::domain::validate;
 use crate::domain::versions::{self, Manifest};
 use crate::ops::Ctx;
+use crate::ops::Report;
 use crate::ops::version_build::{self as vb, Staged};
 use crate::sys;
 use crate::sys::build::Progress;

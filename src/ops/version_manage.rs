@@ -1,12 +1,13 @@
 //! `version list | check | switch | uninstall | reinstall`: everything about installed
 //! versions except the registry install itself (`version.rs`).
 
-use crate::cli::{Report, output};
+use crate::cli::output;
 use crate::domain::state::{State, VersionBinding};
 use crate::domain::txn::{self, Plan};
 use crate::domain::validate::{self, VersionSpec};
 use crate::domain::versions::{self, Manifest, RuntimeChoice, RuntimePolicy};
 use crate::error::{self, Failure};
+use crate::ops::Report;
 use crate::ops::version::{read_manifest, remove_tree};
 use crate::ops::{Ctx, instance};
 use crate::sys::{self, build, npm};

@@ -1,0 +1,44 @@
+//! What a command hands back: its data (the `--json` contract) and its human text. `ops`
+//! builds it; `cli` decides how to show it (`cli::output`).
+
+use crate::error::Kind;
+use serde::Serialize;
+
+/// Version of the `--json` envelope; bump only with a documented, compatible change.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+/// What a command produced: the data for `--json`, the text for humans, and whether it
+/// changed anything (for the operations log).
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub json: serde_json::Value,
+    pub human: String,
+    pub changed: bool,
+}
+
+impl Report {
+    /// Build a report from serializable data and its human rendering.
+    pub fn new(data: &impl Serialize, human: impl Into<String>) -> anyhow::Result<Report> {
+        Ok(Report {
+            json: serde_json::to_value(data)?,
+            human: human.into(),
+            changed: false,
+        })
+    }
+    /// Mark that the command changed state.
+    pub fn changed(mut self, changed: bool) -> Self {
+        self.changed = changed;
+        self
+    }
+}
+
+/// How a command ended, as the renderer needs it: its report, or the classified failure.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'a> {
+    Done(&'a Report),
+    Failed {
+        kind: Kind,
+        message: &'a str,
+        hint: Option<&'a str>,
+    },
+}
