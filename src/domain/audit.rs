@@ -3,9 +3,9 @@
 //! redacted, and environment values are never recorded.
 
 use crate::domain::txn::PlannedAction;
-use crate::ops::OpState;
 use serde::Serialize;
 use std::time::Duration;
+use time::OffsetDateTime;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -32,6 +32,19 @@ impl Actor {
 pub struct Target {
     pub kind: String,
     pub name: String,
+}
+
+/// The audit facts of the running command, gathered while it runs (the command frame in
+/// `ops` creates it; the use cases add their plan, target, warnings and lock waits).
+#[derive(Debug)]
+pub struct OpState {
+    pub op_id: uuid::Uuid,
+    pub command: String,
+    pub args: serde_json::Value,
+    pub target: Option<Target>,
+    pub planned: Vec<PlannedAction>,
+    pub warnings: Vec<String>,
+    pub lock_wait: Duration,
 }
 
 /// The outcome block of a record.
@@ -73,8 +86,11 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
+    /// The record of a command that ended at `now` after `duration`.
+    #[allow(clippy::too_many_arguments)] // each is one field of the record, named at the call
     pub fn new(
         op: &OpState,
+        now: OffsetDateTime,
         actor: Actor,
         rc: i32,
         message: String,
@@ -89,7 +105,7 @@ impl AuditRecord {
         };
         AuditRecord {
             schema_version: SCHEMA_VERSION,
-            ts: now_rfc3339(),
+            ts: rfc3339(now),
             op_id: op.op_id.to_string(),
             command: op.command.clone(),
             args: op.args.clone(),
@@ -113,9 +129,9 @@ impl AuditRecord {
     }
 }
 
-/// UTC RFC 3339 with a `Z`.
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
+/// `t` in UTC, RFC 3339 with a `Z`, whatever offset it was given in.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
@@ -214,6 +230,62 @@ mod tests {
 
     #[test]
     fn timestamp_is_utc_with_z() {
-        assert!(now_rfc3339().ends_with('Z'));
+        let at = time::macros::datetime!(2026-11-26 09:30:05.25 +01:00);
+        assert_eq!(rfc3339(at), "2026-11-26T08:30:05.25Z");
+    }
+
+    fn op(warnings: &[&str]) -> OpState {
+        OpState {
+            op_id: uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
+            command: "ports reserve".into(),
+            args: serde_json::json!(["ports", "reserve", "budget"]),
+            target: Some(Target {
+                kind: "instance".into(),
+                name: "budget".into(),
+            }),
+            planned: Vec::new(),
+            warnings: warnings.iter().map(|w| w.to_string()).collect(),
+            lock_wait: Duration::from_millis(12),
+        }
+    }
+
+    /// Everything in a record comes from its arguments: the same facts and the same `now`
+    /// give the same line, byte for byte.
+    #[test]
+    fn a_record_is_determined_by_its_facts_and_now() {
+        let now = time::macros::datetime!(2026-11-26 08:00:00 UTC);
+        let make = |o: &OpState| {
+            AuditRecord::new(
+                o,
+                now,
+                Actor::current("root".into(), false),
+                0,
+                "ok".into(),
+                Vec::new(),
+                true,
+                Duration::from_millis(1500),
+            )
+        };
+        let line = serde_json::to_value(make(&op(&[]))).unwrap();
+        assert_eq!(line, serde_json::to_value(make(&op(&[]))).unwrap());
+        assert_eq!(line["ts"], "2026-11-26T08:00:00Z");
+        assert_eq!(line["op_id"], "01900000-0000-7000-8000-000000000001");
+        assert_eq!(line["duration_ms"], 1500);
+        assert_eq!(line["lock_wait_ms"], 12);
+        assert_eq!(
+            line["target"],
+            serde_json::json!({"kind": "instance", "name": "budget"})
+        );
+        assert_eq!(line["result"]["status"], "success");
+        assert_eq!(
+            line["actor"],
+            serde_json::json!({"type": "user", "name": "root"})
+        );
+        let warned = serde_json::to_value(make(&op(&["slow disk"]))).unwrap();
+        assert_eq!(warned["result"]["status"], "warning");
+        assert_eq!(
+            warned["result"]["warnings"],
+            serde_json::json!(["slow disk"])
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! a transaction -> save -> audit. `execute` is the frame around every command: logging,
 //! configuration, privileges, the operations log and the exit code.
 
-use crate::domain::audit::{self, Actor, AuditRecord, Target};
+pub use crate::domain::audit::OpState;
+use crate::domain::audit::{self, Actor, AuditRecord};
 use crate::domain::config::{self, Overrides, Resolved};
 use crate::domain::layout::Layout;
 use crate::domain::txn::{PlannedAction, Rollback};
@@ -53,18 +54,6 @@ pub struct Ctx {
     pub resolved: Resolved,
     pub layout: Layout,
     pub op: OpState,
-}
-
-/// The audit facts of the running command.
-#[derive(Debug)]
-pub struct OpState {
-    pub op_id: uuid::Uuid,
-    pub command: String,
-    pub args: serde_json::Value,
-    pub target: Option<Target>,
-    pub planned: Vec<PlannedAction>,
-    pub warnings: Vec<String>,
-    pub lock_wait: Duration,
 }
 
 impl Ctx {
@@ -233,6 +222,7 @@ pub fn execute(
     if let Some(ctx) = ctx_slot {
         let mut record = AuditRecord::new(
             &ctx.op,
+            time::OffsetDateTime::now_utc(),
             Actor::current(sys::privilege::user_name(), sys::env::is_ci()),
             rc,
             status_msg,
