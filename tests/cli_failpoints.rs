@@ -52,8 +52,9 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
 }
 
 fn last_record(root: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(root.join("var/log/abssctl/operations.jsonl")).unwrap();
-    serde_json::from_str(text.lines().last().unwrap()).unwrap()
+    common::ops_log(root)
+        .pop()
+        .expect("the command left a record")
 }
 
 /// The steps of a command, from its own dry run (so the matrix grows with the code).
@@ -63,12 +64,7 @@ fn planned(root: &Path, args: &[&str]) -> Vec<serde_json::Value> {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::json_ok(&out);
     let steps = v
         .get("planned_actions")
         .or_else(|| v.get("planned"))

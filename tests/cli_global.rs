@@ -1,26 +1,9 @@
 //! The frame around every command: exit codes, --version, --dry-run, privilege, and the
 //! operations log (ADR-028), checked on the real binary against a temp root.
 
-use assert_cmd::Command;
+mod common;
+use common::{abssctl, as_nobody, ops_log};
 use predicates::prelude::*;
-use std::path::Path;
-
-fn abssctl(root: &Path) -> Command {
-    let mut c = Command::cargo_bin("abssctl").expect("binary built");
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ABSSCTL_ROOT", root);
-    c
-}
-
-fn ops_log(root: &Path) -> Vec<serde_json::Value> {
-    let p = root.join("var/log/abssctl/operations.jsonl");
-    std::fs::read_to_string(p)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect()
-}
 
 /// The tests that switch to an unprivileged user need root to do it. They fail, naming
 /// why, rather than pass without having checked anything (tests/run-all runs as root, as
@@ -189,13 +172,8 @@ fn mutations_refuse_to_run_unprivileged_and_change_nothing() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("abssctl");
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&bin)
+    let out = as_nobody(tmp.path())
         .args(["ports", "reserve", "budget"])
-        .env_clear()
-        .env("ABSSCTL_ROOT", tmp.path())
         .output()
         .expect("setpriv runs");
     assert_eq!(out.status.code(), Some(3), "{out:?}");
@@ -209,12 +187,8 @@ fn mutations_refuse_to_run_unprivileged_and_change_nothing() {
     );
 
     // Read-only commands work as any user.
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&bin)
+    let out = as_nobody(tmp.path())
         .args(["ports", "list", "--json"])
-        .env_clear()
-        .env("ABSSCTL_ROOT", tmp.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -230,12 +204,8 @@ fn an_unreadable_config_file_is_an_environment_error() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(etc.join("config.yml"), PermissionsExt::from_mode(0o600)).unwrap();
     std::fs::set_permissions(tmp.path(), PermissionsExt::from_mode(0o755)).unwrap();
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(assert_cmd::cargo::cargo_bin("abssctl"))
+    let out = as_nobody(tmp.path())
         .args(["config", "show"])
-        .env_clear()
-        .env("ABSSCTL_ROOT", tmp.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{out:?}");

@@ -4,50 +4,9 @@
 //! the container tier (tests/e2e/scenarios/30-instances.sh).
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
+mod common;
 use assert_cmd::Command;
-use std::path::{Path, PathBuf};
-
-fn abssctl(root: &Path) -> Command {
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("abssctl"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ABSSCTL_ROOT", root);
-    c
-}
-
-fn registry_file(root: &Path) -> PathBuf {
-    root.join("var/lib/abssctl/registry/registry.yml")
-}
-
-/// An installed version as `version install` leaves it (manifest only: nothing runs) and
-/// the machine's TLS certificate, so planning a create can pick its TLS source.
-fn machine(root: &Path) {
-    let vdir = root.join("srv/app/v26.9.0");
-    std::fs::create_dir_all(&vdir).unwrap();
-    let node = root.join("srv/app/runtimes/node-v22.23.3/bin/node");
-    let manifest = serde_json::json!({
-        "schema_version": 1, "package": "@actual-app/sync-server", "version": "26.9.0",
-        "integrity": "sha512-x", "engines_node": ">=22",
-        "runtime": {"kind": "managed", "version": "22.23.3", "node": node},
-        "npm_version": "12.2.1", "lockfile_sha256": "00", "size_bytes": 1,
-        "installed_at": "2026-11-26T08:00:00Z"
-    });
-    std::fs::write(vdir.join("manifest.json"), manifest.to_string()).unwrap();
-    let tls = root.join("etc/ssl/private");
-    std::fs::create_dir_all(&tls).unwrap();
-    std::fs::write(tls.join("cert.pem"), "cert").unwrap();
-    std::fs::write(tls.join("cert.key"), "key").unwrap();
-}
-
-fn registry_with_budget(root: &Path) {
-    let f = registry_file(root);
-    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
-    std::fs::write(
-        &f,
-        "schema_version: 2\ninstances:\n  - name: budget\n    domain: budget.example.org\n    port: 5000\n    version_binding: current\n    data_dir: /srv/budget/data\n    created_at: 2026-11-26T08:00:00Z\n    last_changed: 2026-11-26T08:00:00Z\n    notes: \"\"\nports:\n  - port: 5000\n    instance: budget\n    reserved_at: 2026-11-26T08:00:00Z\n",
-    )
-    .unwrap();
-}
+use common::{abssctl, machine, registry_file, registry_with_budget};
 
 fn rc(c: &mut Command) -> (i32, String) {
     let out = c.output().unwrap();
@@ -64,12 +23,7 @@ fn empty_registry_lists_without_systemd() {
         .args(["instance", "list", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::json_ok(&out);
     assert_eq!(v, serde_json::json!({"schema_version": 1, "instances": []}));
 }
 
@@ -197,12 +151,7 @@ fn create_dry_run_plans_every_step_and_writes_nothing() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::json_ok(&out);
     assert_eq!(v["dry_run"], true);
     assert_eq!(v["changed"], false);
     assert_eq!(v["url"], "https://budget.example.org/");

@@ -3,22 +3,11 @@
 //! a waiter time out naming the holder.
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
-use assert_cmd::Command;
+mod common;
+use common::{abssctl, as_nobody};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("abssctl")
-}
-
-fn abssctl(root: &Path) -> Command {
-    let mut c = Command::new(bin());
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ABSSCTL_ROOT", root);
-    c
-}
 
 fn registry(root: &Path) -> PathBuf {
     root.join("var/lib/abssctl/registry")
@@ -40,12 +29,7 @@ fn list_json(root: &Path) -> serde_json::Value {
         .args(["ports", "list", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::json_ok(&out)
 }
 
 #[test]
@@ -139,10 +123,7 @@ fn twenty_concurrent_reservations_get_distinct_ports_and_nothing_is_lost() {
     let root = tmp.path();
     let children: Vec<_> = (0..20)
         .map(|n| {
-            std::process::Command::new(bin())
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("ABSSCTL_ROOT", root)
+            common::command(root)
                 .args(["ports", "reserve", &format!("inst-{n}")])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -244,26 +225,11 @@ fn listing_works_unprivileged_and_reserving_does_not() {
             .unwrap();
     }
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let as_nobody = |args: &[&str]| {
-        std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(bin())
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("ABSSCTL_ROOT", root)
-            .output()
-            .unwrap()
-    };
-    let out = as_nobody(&["ports", "list", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run_as_nobody = |args: &[&str]| as_nobody(root).args(args).output().unwrap();
+    let out = run_as_nobody(&["ports", "list", "--json"]);
+    let v = common::json_ok(&out);
     assert_eq!(v["ports"][0]["instance"], "budget");
-    let out = as_nobody(&["ports", "reserve", "other"]);
+    let out = run_as_nobody(&["ports", "reserve", "other"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(!root.join("run/abssctl/locks").exists());
 }

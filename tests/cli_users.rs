@@ -5,28 +5,14 @@
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
 mod common;
-use common::abssctl;
+use common::{abssctl, machine, schema1_registry_with_budget};
 use std::path::Path;
 
-/// An installed, current version, the system certificate, and `/etc/passwd` + `/etc/group`
-/// with the given extra lines.
-fn machine(root: &Path, passwd: &str, group: &str) {
-    let vdir = root.join("srv/app/v26.9.0");
-    std::fs::create_dir_all(&vdir).unwrap();
-    let node = root.join("srv/app/runtimes/node-v22.23.3/bin/node");
-    let manifest = serde_json::json!({
-        "schema_version": 1, "package": "@actual-app/sync-server", "version": "26.9.0",
-        "integrity": "sha512-x", "engines_node": ">=22",
-        "runtime": {"kind": "managed", "version": "22.23.3", "node": node},
-        "npm_version": "12.2.1", "lockfile_sha256": "00", "size_bytes": 1,
-        "installed_at": "2026-11-26T08:00:00Z"
-    });
-    std::fs::write(vdir.join("manifest.json"), manifest.to_string()).unwrap();
+/// The machine of [`common::machine`] with its version current, and `/etc/passwd` +
+/// `/etc/group` with the given extra lines.
+fn machine_with_accounts(root: &Path, passwd: &str, group: &str) {
+    machine(root);
     std::os::unix::fs::symlink("v26.9.0", root.join("srv/app/current")).unwrap();
-    let tls = root.join("etc/ssl/private");
-    std::fs::create_dir_all(&tls).unwrap();
-    std::fs::write(tls.join("cert.pem"), "cert").unwrap();
-    std::fs::write(tls.join("cert.key"), "key").unwrap();
     std::fs::write(
         root.join("etc/passwd"),
         format!("root:x:0:0:root:/root:/bin/sh\n{passwd}"),
@@ -35,23 +21,8 @@ fn machine(root: &Path, passwd: &str, group: &str) {
     std::fs::write(root.join("etc/group"), format!("root:x:0:\n{group}")).unwrap();
 }
 
-fn registry_with_budget(root: &Path) {
-    let f = root.join("var/lib/abssctl/registry/instances.yml");
-    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
-    std::fs::write(
-        &f,
-        "schema_version: 1\ninstances:\n  - name: budget\n    domain: budget.example.org\n    port: 5000\n    version_binding: current\n    data_dir: /srv/budget/data\n    created_at: 2026-11-26T08:00:00Z\n    last_changed: 2026-11-26T08:00:00Z\n    notes: \"\"\n",
-    )
-    .unwrap();
-}
-
 fn actions(out: &std::process::Output) -> Vec<String> {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::json_ok(out);
     v["planned_actions"]
         .as_array()
         .unwrap()
@@ -65,7 +36,7 @@ fn an_account_of_that_name_not_made_for_the_instance_is_refused_before_any_chang
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     std::fs::create_dir_all(root.join("etc")).unwrap();
-    machine(
+    machine_with_accounts(
         root,
         "actual-budget:x:990:990:somebody else:/home/x:/bin/sh\n",
         "actual-budget:x:990:\n",
@@ -97,7 +68,7 @@ fn create_makes_the_account_before_the_dirs_and_the_drop_in_names_it() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     std::fs::create_dir_all(root.join("etc")).unwrap();
-    machine(root, "", "");
+    machine_with_accounts(root, "", "");
     let out = abssctl(root)
         .args([
             "instance",
@@ -130,14 +101,14 @@ fn a_legacy_instance_gets_its_account_and_its_data_on_the_next_drop_in_change() 
     let root = tmp.path();
     std::fs::create_dir_all(root.join("etc")).unwrap();
     let me = nix::unistd::getuid().as_raw();
-    machine(
+    machine_with_accounts(
         root,
         &format!(
             "actual-sync:x:{me}:{me}:Actual Budget sync server (abssctl):/nonexistent:/usr/sbin/nologin\n"
         ),
         &format!("actual-sync:x:{me}:\n"),
     );
-    registry_with_budget(root);
+    schema1_registry_with_budget(root);
     std::fs::create_dir_all(root.join("srv/budget/data/server-files")).unwrap();
     let out = abssctl(root)
         .args([
@@ -185,12 +156,12 @@ fn rename_refuses_a_new_name_whose_account_exists() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     std::fs::create_dir_all(root.join("etc")).unwrap();
-    machine(
+    machine_with_accounts(
         root,
         "actual-budget:x:990:990:Actual Budget instance budget (abssctl):/nonexistent:/usr/sbin/nologin\nactual-wallet:x:991:991:Actual Budget instance wallet (abssctl):/nonexistent:/usr/sbin/nologin\n",
         "actual-budget:x:990:\nactual-wallet:x:991:\n",
     );
-    registry_with_budget(root);
+    schema1_registry_with_budget(root);
     let out = abssctl(root)
         .args([
             "-y",

@@ -3,11 +3,11 @@
 //! network; the real registry and real builds are exercised by tests/e2e/scenarios/20-versions.sh.
 #![allow(clippy::unwrap_used)]
 
-use assert_cmd::Command;
+mod common;
+use common::{OFFLINE_REGISTRY, abssctl_with_registry, installed_version};
 use predicates::prelude::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::Path;
 
 /// Serve `tests/fixtures/packuments/<name>.json` for `GET /<name>` (scoped names use %2f)
 /// until the test process ends. Returns the registry URL.
@@ -55,34 +55,10 @@ fn fake_registry() -> String {
     format!("http://127.0.0.1:{port}/")
 }
 
-fn abssctl(root: &Path, registry: &str) -> Command {
-    let mut c = Command::cargo_bin("abssctl").unwrap();
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ABSSCTL_ROOT", root)
-        .env("ABSSCTL_NPM_REGISTRY", registry);
-    c
-}
-
-/// A finished install as `version list` sees it: a version dir with its manifest.
-fn fake_installed(root: &Path, version: &str, node: &str) {
-    let dir = root.join(format!("srv/app/v{version}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let m = serde_json::json!({
-        "schema_version": 1, "package": "@actual-app/sync-server", "version": version,
-        "integrity": "sha512-x", "engines_node": ">=22",
-        "runtime": {"kind": "managed", "version": node,
-                    "node": root.join(format!("srv/app/runtimes/node-v{node}/bin/node"))},
-        "npm_version": "11.21.2", "lockfile_sha256": "00", "size_bytes": 5,
-        "installed_at": "2026-11-26T00:00:00Z"
-    });
-    std::fs::write(dir.join("manifest.json"), m.to_string()).unwrap();
-}
-
 #[test]
 fn unknown_version_exits_2_listing_the_nearest() {
     let tmp = tempfile::tempdir().unwrap();
-    abssctl(tmp.path(), &fake_registry())
+    abssctl_with_registry(tmp.path(), &fake_registry())
         .args(["version", "install", "26.9.1"])
         .assert()
         .code(2)
@@ -94,7 +70,7 @@ fn unknown_version_exits_2_listing_the_nearest() {
 #[test]
 fn prerelease_needs_the_flag() {
     let tmp = tempfile::tempdir().unwrap();
-    abssctl(tmp.path(), &fake_registry())
+    abssctl_with_registry(tmp.path(), &fake_registry())
         .args(["version", "install", "26.9.0-nightly.20260814"])
         .assert()
         .code(2)
@@ -104,7 +80,7 @@ fn prerelease_needs_the_flag() {
 #[test]
 fn malformed_version_exits_2_before_any_network() {
     let tmp = tempfile::tempdir().unwrap();
-    abssctl(tmp.path(), "http://127.0.0.1:9/")
+    abssctl_with_registry(tmp.path(), OFFLINE_REGISTRY)
         .args(["version", "install", "v26.9.0"])
         .assert()
         .code(2)
@@ -114,8 +90,7 @@ fn malformed_version_exits_2_before_any_network() {
 #[test]
 fn unreachable_registry_exits_3_with_the_offline_hint() {
     let tmp = tempfile::tempdir().unwrap();
-    // Port 9 (discard) on loopback: connection refused, no network involved.
-    abssctl(tmp.path(), "http://127.0.0.1:9/")
+    abssctl_with_registry(tmp.path(), OFFLINE_REGISTRY)
         .args(["version", "install", "26.9.0"])
         .assert()
         .code(3)
@@ -126,8 +101,8 @@ fn unreachable_registry_exits_3_with_the_offline_hint() {
 #[test]
 fn remote_list_marks_engines_and_runtimes() {
     let tmp = tempfile::tempdir().unwrap();
-    fake_installed(tmp.path(), "26.8.1", "22.23.3");
-    let out = abssctl(tmp.path(), &fake_registry())
+    installed_version(tmp.path(), "26.8.1", "22.23.3");
+    let out = abssctl_with_registry(tmp.path(), &fake_registry())
         .args(["--json", "version", "list", "--remote"])
         .assert()
         .success()
@@ -158,14 +133,14 @@ fn remote_list_marks_engines_and_runtimes() {
 #[test]
 fn local_list_works_offline_and_check_names_the_command() {
     let tmp = tempfile::tempdir().unwrap();
-    fake_installed(tmp.path(), "26.8.1", "22.23.3");
-    abssctl(tmp.path(), "http://127.0.0.1:9/")
+    installed_version(tmp.path(), "26.8.1", "22.23.3");
+    abssctl_with_registry(tmp.path(), OFFLINE_REGISTRY)
         .args(["version", "list"])
         .assert()
         .success()
         .stdout(predicate::str::contains("26.8.1"))
         .stdout(predicate::str::contains("node 22.23.3 (managed)"));
-    let out = abssctl(tmp.path(), &fake_registry())
+    let out = abssctl_with_registry(tmp.path(), &fake_registry())
         .args(["--json", "version", "check-for-updates"])
         .assert()
         .success()
@@ -181,21 +156,21 @@ fn local_list_works_offline_and_check_names_the_command() {
 #[test]
 fn switch_and_uninstall_refuse_what_is_not_there_or_in_use() {
     let tmp = tempfile::tempdir().unwrap();
-    let reg = "http://127.0.0.1:9/";
-    abssctl(tmp.path(), reg)
+    let reg = OFFLINE_REGISTRY;
+    abssctl_with_registry(tmp.path(), reg)
         .args(["version", "switch", "1.2.3"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("not installed"));
-    fake_installed(tmp.path(), "26.8.1", "22.23.3");
-    fake_installed(tmp.path(), "26.9.0", "22.23.3");
-    abssctl(tmp.path(), reg)
+    installed_version(tmp.path(), "26.8.1", "22.23.3");
+    installed_version(tmp.path(), "26.9.0", "22.23.3");
+    abssctl_with_registry(tmp.path(), reg)
         .args(["version", "uninstall", "1.2.3"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("installed: 26.9.0, 26.8.1"));
     std::os::unix::fs::symlink("v26.9.0", tmp.path().join("srv/app/current")).unwrap();
-    abssctl(tmp.path(), reg)
+    abssctl_with_registry(tmp.path(), reg)
         .args(["--yes", "version", "uninstall", "26.9.0"])
         .assert()
         .code(2)
@@ -206,12 +181,12 @@ fn switch_and_uninstall_refuse_what_is_not_there_or_in_use() {
 #[test]
 fn uninstall_frees_a_runtime_only_when_nothing_else_uses_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let reg = "http://127.0.0.1:9/";
-    fake_installed(tmp.path(), "25.6.0", "22.23.3");
-    fake_installed(tmp.path(), "26.8.1", "22.23.3");
-    fake_installed(tmp.path(), "26.9.0", "22.24.0");
+    let reg = OFFLINE_REGISTRY;
+    installed_version(tmp.path(), "25.6.0", "22.23.3");
+    installed_version(tmp.path(), "26.8.1", "22.23.3");
+    installed_version(tmp.path(), "26.9.0", "22.24.0");
     let plan = |v: &str| {
-        let out = abssctl(tmp.path(), reg)
+        let out = abssctl_with_registry(tmp.path(), reg)
             .args(["--json", "--dry-run", "version", "uninstall", v])
             .assert()
             .success()

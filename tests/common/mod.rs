@@ -1,14 +1,128 @@
 //! Shared by the CLI test files: the real binary with a clean environment, relocated into a
-//! temp root (ABSSCTL_ROOT), so a test never touches the machine's own abssctl tree.
+//! temp root (ABSSCTL_ROOT), so a test never touches the machine's own abssctl tree, and
+//! pointed at an npm registry on a closed loopback port, so no test reaches the network
+//! unless it serves a registry itself ([`abssctl_with_registry`]). Also the small trees the
+//! tests start from.
+// Each test binary uses a part of the harness.
+#![allow(dead_code)]
+#![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
-use assert_cmd::Command;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// `abssctl` with only PATH and ABSSCTL_ROOT set.
-pub fn abssctl(root: &Path) -> Command {
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("abssctl"));
+/// Port 9 (discard) on loopback: connection refused, no network involved.
+pub const OFFLINE_REGISTRY: &str = "http://127.0.0.1:9/";
+
+/// The abssctl binary under test.
+pub fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("abssctl")
+}
+
+/// Clear `c`'s environment, then set only PATH, ABSSCTL_ROOT and the offline registry.
+fn clean_env(c: &mut std::process::Command, root: &Path) {
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ABSSCTL_ROOT", root);
+        .env("ABSSCTL_ROOT", root)
+        .env("ABSSCTL_NPM_REGISTRY", OFFLINE_REGISTRY);
+}
+
+/// `abssctl` as a plain process (for `spawn`): the clean environment of [`abssctl`].
+pub fn command(root: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(bin());
+    clean_env(&mut c, root);
     c
+}
+
+/// `abssctl` with only PATH, ABSSCTL_ROOT and the offline registry set.
+pub fn abssctl(root: &Path) -> assert_cmd::Command {
+    assert_cmd::Command::from_std(command(root))
+}
+
+/// [`abssctl`] with the npm registry at `registry` (a test's own local server).
+pub fn abssctl_with_registry(root: &Path, registry: &str) -> assert_cmd::Command {
+    let mut c = abssctl(root);
+    c.env("ABSSCTL_NPM_REGISTRY", registry);
+    c
+}
+
+/// `abssctl` run as `nobody` through setpriv (the test must run as root), same environment.
+pub fn as_nobody(root: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin());
+    clean_env(&mut c, root);
+    c
+}
+
+/// Every record of the operations log, in order (none when there is no log).
+pub fn ops_log(root: &Path) -> Vec<serde_json::Value> {
+    let p = root.join("var/log/abssctl/operations.jsonl");
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+/// A finished install as `version install` leaves it (manifest only: nothing runs): version
+/// `version` on the managed Node `node`.
+pub fn installed_version(root: &Path, version: &str, node: &str) {
+    let dir = root.join(format!("srv/app/v{version}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let m = serde_json::json!({
+        "schema_version": 1, "package": "@actual-app/sync-server", "version": version,
+        "integrity": "sha512-x", "engines_node": ">=22",
+        "runtime": {"kind": "managed", "version": node,
+                    "node": root.join(format!("srv/app/runtimes/node-v{node}/bin/node"))},
+        "npm_version": "11.21.2", "lockfile_sha256": "00", "size_bytes": 5,
+        "installed_at": "2026-11-26T08:00:00Z"
+    });
+    std::fs::write(dir.join("manifest.json"), m.to_string()).unwrap();
+}
+
+/// An installed version (26.9.0 on Node 22.23.3) and the machine's TLS certificate, so
+/// planning a create can pick its version and its TLS source.
+pub fn machine(root: &Path) {
+    installed_version(root, "26.9.0", "22.23.3");
+    let tls = root.join("etc/ssl/private");
+    std::fs::create_dir_all(&tls).unwrap();
+    std::fs::write(tls.join("cert.pem"), "cert").unwrap();
+    std::fs::write(tls.join("cert.key"), "key").unwrap();
+}
+
+/// The registry file (schema 2: instances and ports together).
+pub fn registry_file(root: &Path) -> PathBuf {
+    root.join("var/lib/abssctl/registry/registry.yml")
+}
+
+/// A registry with the instance `budget` on port 5000.
+pub fn registry_with_budget(root: &Path) {
+    let f = registry_file(root);
+    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+    std::fs::write(
+        &f,
+        "schema_version: 2\ninstances:\n  - name: budget\n    domain: budget.example.org\n    port: 5000\n    version_binding: current\n    data_dir: /srv/budget/data\n    created_at: 2026-11-26T08:00:00Z\n    last_changed: 2026-11-26T08:00:00Z\n    notes: \"\"\nports:\n  - port: 5000\n    instance: budget\n    reserved_at: 2026-11-26T08:00:00Z\n",
+    )
+    .unwrap();
+}
+
+/// The instance `budget` in a schema-1 registry (instances.yml, as older releases wrote
+/// it: no account recorded for the instance).
+pub fn schema1_registry_with_budget(root: &Path) {
+    let f = root.join("var/lib/abssctl/registry/instances.yml");
+    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+    std::fs::write(
+        &f,
+        "schema_version: 1\ninstances:\n  - name: budget\n    domain: budget.example.org\n    port: 5000\n    version_binding: current\n    data_dir: /srv/budget/data\n    created_at: 2026-11-26T08:00:00Z\n    last_changed: 2026-11-26T08:00:00Z\n    notes: \"\"\n",
+    )
+    .unwrap();
+}
+
+/// The JSON a command printed, asserting that it succeeded (its stderr is the message).
+pub fn json_ok(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
