@@ -6,7 +6,7 @@ pub use crate::ops::report::{JSON_SCHEMA_VERSION, Outcome, Report};
 
 /// Show a command's outcome: the report (JSON envelope with `--json`, else its text unless
 /// `--quiet`) on stdout; a failure on stderr (and, with `--json`, as an error object on
-/// stdout too).
+/// stdout too); a warning on stderr.
 pub fn render(g: &Globals, outcome: Outcome<'_>) {
     match outcome {
         Outcome::Done(report) => print_report(g, report),
@@ -15,6 +15,7 @@ pub fn render(g: &Globals, outcome: Outcome<'_>) {
             message,
             hint,
         } => print_error(g, kind, message, hint),
+        Outcome::Warning(message) => eprintln!("warning: {message}"),
     }
 }
 

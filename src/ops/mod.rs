@@ -148,14 +148,14 @@ fn load_context(globals: &Globals, op: OpState) -> Result<Ctx> {
 /// Run one command from start to exit code: `run` is the command itself (the CLI's
 /// dispatch), `render` shows its outcome (the CLI's output). The operations log is written
 /// after the outcome is shown, whatever happened, and a failure to write it is a warning
-/// that never replaces the command's own result. `command` is the stable command name
+/// (rendered after the outcome) that never replaces the command's own result. `command` is the stable command name
 /// (`ports reserve`); `secret_flags` are the flags whose values the log must not record.
 pub fn execute(
     globals: Globals,
     command: String,
     secret_flags: &[String],
     run: impl FnOnce(&mut Ctx) -> Result<Report>,
-    render: impl FnOnce(&Globals, Outcome<'_>),
+    mut render: impl FnMut(&Globals, Outcome<'_>),
 ) -> i32 {
     sys::privilege::set_umask();
     let started = Instant::now();
@@ -238,7 +238,8 @@ pub fn execute(
             tracing::debug!("dry run: not writing the operations log");
         } else if let Err(e) = sys::audit::append(&ctx.layout.operations_log, &record) {
             if sys::privilege::is_root() {
-                eprintln!("warning: could not write the operations log: {e:#}");
+                let warning = format!("could not write the operations log: {e:#}");
+                render(&globals, Outcome::Warning(&warning));
             } else {
                 tracing::debug!("operations log not writable as this user: {e:#}");
             }

@@ -32,7 +32,8 @@ impl Report {
     }
 }
 
-/// How a command ended, as the renderer needs it: its report, or the classified failure.
+/// What the command frame has to show: how the command ended (its report, or the
+/// classified failure), then any warning about the frame's own work after it.
 #[derive(Debug, Clone, Copy)]
 pub enum Outcome<'a> {
     Done(&'a Report),
@@ -41,4 +42,6 @@ pub enum Outcome<'a> {
         message: &'a str,
         hint: Option<&'a str>,
     },
+    /// Never replaces the command's result (e.g. the operations log could not be written).
+    Warning(&'a str),
 }
