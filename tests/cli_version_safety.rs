@@ -13,14 +13,8 @@
 mod common;
 use std::path::Path;
 
-/// Nothing listens on port 9 (discard) here: a connection is refused at once.
-const NO_REGISTRY: &str = "http://127.0.0.1:9/";
-
-fn abssctl(root: &Path) -> assert_cmd::Command {
-    let mut c = common::abssctl(root);
-    c.env("ABSSCTL_NPM_REGISTRY", NO_REGISTRY);
-    c
-}
+/// The shared harness points the registry at 127.0.0.1:9, where nothing listens.
+use common::abssctl;
 
 fn run(c: &mut assert_cmd::Command) -> (i32, String) {
     let out = c.output().unwrap();
@@ -46,19 +40,8 @@ fn box_with_budget(root: &Path) {
     .unwrap();
 }
 
-/// A finished install as `version install` leaves it (manifest only: nothing runs).
 fn fake_installed(root: &Path, version: &str) {
-    let dir = root.join(format!("srv/app/v{version}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let m = serde_json::json!({
-        "schema_version": 1, "package": "@actual-app/sync-server", "version": version,
-        "integrity": "sha512-x", "engines_node": ">=22",
-        "runtime": {"kind": "managed", "version": "22.23.3",
-                    "node": root.join("srv/app/runtimes/node-v22.23.3/bin/node")},
-        "npm_version": "11.21.2", "lockfile_sha256": "00", "size_bytes": 5,
-        "installed_at": "2026-11-26T00:00:00Z"
-    });
-    std::fs::write(dir.join("manifest.json"), m.to_string()).unwrap();
+    common::installed_version(root, version, "22.23.3");
 }
 
 /// Everything under `dir`: what a refused command must leave as it was.
@@ -196,11 +179,12 @@ fn uninstall_refuses_a_tree_a_dropin_still_runs() {
 #[test]
 fn a_missing_ca_store_is_exit_3_with_a_hint() {
     let tmp = tempfile::tempdir().unwrap();
-    let (code, err) = run(common::abssctl(tmp.path())
-        .env("ABSSCTL_NPM_REGISTRY", "https://127.0.0.1:9/")
-        .env("SSL_CERT_FILE", tmp.path().join("no-such-bundle.pem"))
-        .env("SSL_CERT_DIR", tmp.path().join("no-such-dir"))
-        .args(["version", "list", "--remote"]));
+    let (code, err) = run(
+        common::abssctl_with_registry(tmp.path(), "https://127.0.0.1:9/")
+            .env("SSL_CERT_FILE", tmp.path().join("no-such-bundle.pem"))
+            .env("SSL_CERT_DIR", tmp.path().join("no-such-dir"))
+            .args(["version", "list", "--remote"]),
+    );
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("CA store"), "{err}");
     assert!(
