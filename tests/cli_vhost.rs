@@ -177,6 +177,7 @@ fn ctx(root: &Path) -> Ctx {
     let layout = Layout::new(&cfg, &root.join("etc/abssctl/config.yml"));
     Ctx {
         globals: Globals::default(),
+        ui: &abssctl::ops::ui::Headless,
         resolved: config::resolve(None, &[], &config::Overrides::default()).unwrap(),
         layout,
         op: OpState {

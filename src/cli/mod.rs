@@ -11,6 +11,7 @@ pub mod generate;
 pub mod instance;
 pub mod output;
 pub mod ports;
+pub mod progress;
 pub mod version;
 
 pub use output::Report;
@@ -99,6 +100,7 @@ pub fn main() -> i32 {
         crate::ops::Globals::from(&cli.global),
         cli.command.name(),
         &secret_flags(),
+        &progress::Terminal,
         |ctx| dispatch(ctx, &cli.command),
         output::render,
     )

@@ -46,33 +46,7 @@ fn print_error(g: &Globals, kind: Kind, message: &str, hint: Option<&str>) {
     }
 }
 
-/// Render a simple aligned table (no colour, stable for tests and pipes).
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            if i < widths.len() {
-                widths[i] = widths[i].max(cell.chars().count());
-            }
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{:<w$}  ", c, w = widths[i]));
-            }
-        }
-        s.trim_end().to_string()
-    };
-    let mut out = vec![line(headers.to_vec())];
-    for row in rows {
-        out.push(line(row.iter().map(String::as_str).collect()));
-    }
-    out.join("\n")
-}
+pub use crate::ops::report::table;
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@ pub mod config_show;
 pub mod instance;
 pub mod ports;
 pub mod report;
+pub mod ui;
 pub mod version;
 pub mod version_build;
 pub mod version_manage;
@@ -51,6 +52,8 @@ pub struct Globals {
 #[derive(Debug)]
 pub struct Ctx {
     pub globals: Globals,
+    /// Questions and progress for the person at the terminal (the cli's, or `Headless`).
+    pub ui: &'static dyn ui::Ui,
     pub resolved: Resolved,
     pub layout: Layout,
     pub op: OpState,
@@ -123,7 +126,7 @@ impl Ctx {
 }
 
 /// Build the context: read config file and ABSSCTL_* environment, merge with flags.
-fn load_context(globals: &Globals, op: OpState) -> Result<Ctx> {
+fn load_context(globals: &Globals, ui: &'static dyn ui::Ui, op: OpState) -> Result<Ctx> {
     let env = sys::env::abssctl_vars();
     let overrides = Overrides {
         config_file: globals.config.clone(),
@@ -139,6 +142,7 @@ fn load_context(globals: &Globals, op: OpState) -> Result<Ctx> {
     let layout = Layout::new(&resolved.config, &path);
     Ok(Ctx {
         globals: globals.clone(),
+        ui,
         resolved,
         layout,
         op,
@@ -154,6 +158,7 @@ pub fn execute(
     globals: Globals,
     command: String,
     secret_flags: &[String],
+    ui: &'static dyn ui::Ui,
     run: impl FnOnce(&mut Ctx) -> Result<Report>,
     mut render: impl FnMut(&Globals, Outcome<'_>),
 ) -> i32 {
@@ -180,7 +185,7 @@ pub fn execute(
     let _in_command = span.enter();
 
     let mut ctx_slot = None;
-    let result = load_context(&globals, op).and_then(|ctx| run(ctx_slot.insert(ctx)));
+    let result = load_context(&globals, ui, op).and_then(|ctx| run(ctx_slot.insert(ctx)));
 
     let (rc, status_msg, errors, changed) = match &result {
         Ok(report) => {

@@ -12,7 +12,6 @@ use crate::ops::Ctx;
 use crate::ops::Report;
 use crate::ops::version_build::{self as vb, Staged};
 use crate::sys;
-use crate::sys::build::Progress;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -51,7 +50,7 @@ pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
         return Ok(report);
     }
     // Read-only first, so bad input is exit 2 for anyone; then root and the locks.
-    let progress = Progress::new(ctx.globals.json, ctx.globals.quiet);
+    let progress = ctx.ui.progress(ctx.globals.json, ctx.globals.quiet);
     let vs_of = |r: &vb::Resolution| r.version.to_string();
     if let validate::VersionSpec::Exact(v) = &spec {
         // Installed already: no registry needed to say so (or to switch to it).
@@ -60,7 +59,7 @@ pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
             return already_installed(ctx, m, o.set_current);
         }
     }
-    let res = vb::resolve(ctx, &spec, o.include_prerelease, &progress)?;
+    let res = vb::resolve(ctx, &spec, o.include_prerelease, progress.as_ref())?;
     let vs = vs_of(&res);
     if let Some(m) = read_manifest(&ctx.layout.version_dir(&vs))? {
         progress.finish();
@@ -74,7 +73,7 @@ pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
         drop(build_lock);
         return already_installed(ctx, m, o.set_current);
     }
-    let staged = vb::build(ctx, &res, &progress);
+    let staged = vb::build(ctx, &res, progress.as_ref());
     progress.finish();
     let staged = staged?;
     let global = ctx.lock_global()?;

@@ -12,8 +12,9 @@ use crate::domain::validate::VersionSpec;
 use crate::domain::versions::{self, Manifest, RuntimeChoice, RuntimePolicy, RuntimeRecord};
 use crate::error::{self, Failure};
 use crate::ops::Ctx;
+use crate::ops::ui::Progress;
 use crate::ops::version::remove_tree;
-use crate::sys::build::{self, BuildCmd, Progress, Sandbox};
+use crate::sys::build::{self, BuildCmd, Sandbox};
 use crate::sys::{self, npm};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -59,7 +60,7 @@ pub fn resolve(
     ctx: &Ctx,
     spec: &VersionSpec,
     include_prerelease: bool,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> Result<Resolution> {
     let cfg = ctx.cfg().clone();
     let machine = npm::machine_npm();
@@ -142,7 +143,7 @@ pub struct Staged {
 /// one: instances stay manageable during the minutes a build takes) and is root. The
 /// plan's steps are recorded in the operations log; a failure undoes provisioned runtimes
 /// and removes staging.
-pub fn build(ctx: &mut Ctx, r: &Resolution, progress: &Progress) -> Result<Staged> {
+pub fn build(ctx: &mut Ctx, r: &Resolution, progress: &dyn Progress) -> Result<Staged> {
     let Resolution {
         version,
         pkg,
@@ -332,7 +333,7 @@ fn provision(
     sri: &str,
     staging: &Path,
     dest: &Path,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> Result<()> {
     let name = dest
         .file_name()

@@ -1,7 +1,6 @@
 //! `version list | check | switch | uninstall | reinstall`: everything about installed
 //! versions except the registry install itself (`version.rs`).
 
-use crate::cli::output;
 use crate::domain::state::{State, VersionBinding};
 use crate::domain::txn::{self, Plan};
 use crate::domain::validate::{self, VersionSpec};
@@ -188,7 +187,7 @@ pub fn list(
         registry = Some(url);
     }
     let rows: Vec<Row> = rows.into_values().rev().collect();
-    let table = output::table(
+    let table = crate::ops::report::table(
         &["VERSION", "STATE", "NODE", "RUNTIME", "INSTANCES"],
         &rows
             .iter()
@@ -392,7 +391,7 @@ pub fn uninstall(ctx: &mut Ctx, arg: &str) -> Result<Report> {
     refuse_if_used(ctx, &m)?;
     if !ctx.globals.yes
         && !ctx.globals.dry_run
-        && !sys::build::confirm(&format!("remove Actual {}?", m.version))?
+        && !ctx.ui.confirm(&format!("remove Actual {}?", m.version))?
     {
         return Err(Failure::validation("not confirmed")
             .hint("pass --yes to skip the question")
@@ -519,7 +518,7 @@ pub fn reinstall(ctx: &mut Ctx, arg: &str) -> Result<Report> {
     let layout = ctx.layout.clone();
     let vdir = layout.version_dir(&m.version);
     let build_dir = layout.staging_dir.join(format!("v{}", m.version));
-    let progress = build::Progress::new(ctx.globals.json, ctx.globals.quiet);
+    let progress = ctx.ui.progress(ctx.globals.json, ctx.globals.quiet);
     let dry = ctx.globals.dry_run;
     let fresh = std::cell::RefCell::new(None);
     let mut build = Plan::new();

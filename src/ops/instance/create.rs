@@ -15,7 +15,6 @@ use crate::ops::Ctx;
 use crate::ops::version_build::{self, Staged};
 use crate::ops::vhost::{self, Providers, VhostRequest, VhostSummary};
 use crate::sys;
-use crate::sys::build::Progress;
 use crate::sys::systemd::LazySystemd;
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -178,13 +177,13 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
             VersionBinding::Current => VersionSpec::Latest,
             VersionBinding::Exact(v) => VersionSpec::Exact(v.clone()),
         };
-        let progress = Progress::new(ctx.globals.json, ctx.globals.quiet);
-        let res = version_build::resolve(ctx, &spec, false, &progress)?;
+        let progress = ctx.ui.progress(ctx.globals.json, ctx.globals.quiet);
+        let res = version_build::resolve(ctx, &spec, false, progress.as_ref())?;
         let vs = res.version.to_string();
         ctx.require_root()?;
         build_lock = Some(ctx.lock_build()?);
         if crate::ops::version::read_manifest(&ctx.layout.version_dir(&vs))?.is_none() {
-            let built = version_build::build(ctx, &res, &progress);
+            let built = version_build::build(ctx, &res, progress.as_ref());
             progress.finish();
             staged = Some(built.context("installing the Actual version the instance needs")?);
         }

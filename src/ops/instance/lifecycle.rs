@@ -163,7 +163,7 @@ pub(crate) fn confirm(ctx: &Ctx, question: &str, what: &str) -> Result<()> {
     if ctx.globals.yes || ctx.globals.dry_run {
         return Ok(());
     }
-    if sys::build::confirm(question)? {
+    if ctx.ui.confirm(question)? {
         return Ok(());
     }
     Err(
