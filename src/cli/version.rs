@@ -92,6 +92,6 @@ pub fn run(ctx: &mut Ctx, cmd: &VersionCmd) -> anyhow::Result<Report> {
         ),
         VersionCmd::Reinstall { release: v } => version::reinstall(ctx, v),
         VersionCmd::Switch { release: v } => version_manage::switch(ctx, v),
-        VersionCmd::Uninstall { release: v } => version_manage::uninstall(ctx, v),
+        VersionCmd::Uninstall { release: v } => crate::ops::version_uninstall::uninstall(ctx, v),
     }
 }

@@ -21,6 +21,7 @@ pub mod ui;
 pub mod version;
 pub mod version_build;
 pub mod version_manage;
+pub mod version_uninstall;
 pub mod vhost;
 
 pub use report::{Outcome, Report};
