@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{Gid, Uid};
+use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -32,19 +33,47 @@ pub struct Sealed {
 
 /// Seal `dir`: every entry must be owned by one of `owners` (root and the build user)
 /// and becomes root:root; dirs 0755, files 0755 when the owner could execute them else
-/// 0644, symlinks keep their (meaningless) mode. A hard-linked regular file, a device, a
-/// FIFO or a socket is refused: the first may be someone else's file linked in, the rest
-/// have no business in an application tree. A refusal leaves the tree half-sealed; the
-/// caller discards it.
+/// 0644, symlinks keep their (meaningless) mode. Refused, before anything changes: a
+/// regular file with a hard link OUTSIDE the tree (it may be someone else's file linked
+/// in; links inside it are normal: node-gyp links build/Release to obj.target), a device,
+/// a FIFO or a socket (no business in an application tree).
 pub fn seal_tree(dir: &Path, owners: &[u32]) -> Result<Sealed> {
-    let fd = nix::fcntl::open(
-        dir,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .with_context(|| format!("opening {} (a directory, not a link)", dir.display()))?;
+    let open_root = || {
+        nix::fcntl::open(
+            dir,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("opening {} (a directory, not a link)", dir.display()))
+    };
+    // Pass 1, read-only: owners, types, and every hard link accounted for in the tree.
+    let mut links: HashMap<(u64, u64), (u64, u64, std::path::PathBuf)> = HashMap::new();
+    walk(open_root()?, dir, &mut |fd, path| {
+        let st = nix::sys::stat::fstat(fd.as_fd())
+            .with_context(|| format!("stat {}", path.display()))?;
+        check_entry(&st, path, owners)?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_nlink > 1 {
+            let e =
+                links
+                    .entry((st.st_dev, st.st_ino))
+                    .or_insert((st.st_nlink, 0, path.to_path_buf()));
+            e.1 += 1;
+        }
+        Ok(())
+    })?;
+    if let Some((nlink, seen, path)) = links.values().find(|(n, seen, _)| seen < n) {
+        return Err(refuse(
+            path,
+            &format!(
+                "has {nlink} hard links, only {seen} of them in the tree (may be a file from elsewhere)"
+            ),
+        ));
+    }
+    // Pass 2: hand everything to root and settle the modes, through the same handles.
     let mut s = Sealed::default();
-    walk(fd, dir, owners, &mut s)?;
+    walk(open_root()?, dir, &mut |fd, path| {
+        seal_entry(fd, path, owners, &mut s)
+    })?;
     Ok(s)
 }
 
@@ -53,7 +82,11 @@ pub fn seal_unpacked(dir: &Path) -> Result<Sealed> {
     seal_tree(dir, &[nix::unistd::geteuid().as_raw()])
 }
 
-fn walk(fd: OwnedFd, path: &Path, owners: &[u32], s: &mut Sealed) -> Result<()> {
+type Visit<'a> = dyn FnMut(&OwnedFd, &Path) -> Result<()> + 'a;
+
+/// Visit every entry of the tree under `fd` (children before their directory), each as a
+/// handle opened relative to its parent's handle, never through a link.
+fn walk(fd: OwnedFd, path: &Path, visit: &mut Visit<'_>) -> Result<()> {
     let names: Vec<std::ffi::CString> = {
         let dup = fd.try_clone().context("duplicating a directory handle")?;
         let mut d =
@@ -70,7 +103,7 @@ fn walk(fd: OwnedFd, path: &Path, owners: &[u32], s: &mut Sealed) -> Result<()> 
         let child = path.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
         let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         match nix::fcntl::openat(&fd, name.as_c_str(), dir_flags, Mode::empty()) {
-            Ok(sub) => walk(sub, &child, owners, s)?,
+            Ok(sub) => walk(sub, &child, visit)?,
             // Not a directory (or a link to one): a handle on the entry itself.
             Err(nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP) => {
                 let h = nix::fcntl::openat(
@@ -80,13 +113,27 @@ fn walk(fd: OwnedFd, path: &Path, owners: &[u32], s: &mut Sealed) -> Result<()> 
                     Mode::empty(),
                 )
                 .with_context(|| format!("opening {}", child.display()))?;
-                seal_entry(&h, &child, owners, s)?;
+                visit(&h, &child)?;
             }
             Err(e) => return Err(e).with_context(|| format!("opening {}", child.display())),
         }
     }
     // The directory itself last: its children were reachable through the handle anyway.
-    seal_entry(&fd, path, owners, s)
+    visit(&fd, path)
+}
+
+/// Owner and type rules of a sealable entry.
+fn check_entry(st: &libc::stat, path: &Path, owners: &[u32]) -> Result<()> {
+    if !owners.contains(&st.st_uid) {
+        return Err(refuse(
+            path,
+            &format!("belongs to uid {} (not the build's)", st.st_uid),
+        ));
+    }
+    match SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) {
+        SFlag::S_IFDIR | SFlag::S_IFLNK | SFlag::S_IFREG => Ok(()),
+        _ => Err(refuse(path, "is not a file, directory or symlink")),
+    }
 }
 
 /// The mode an entry gets: dirs 0755; files 0755 if the owner could run them, else 0644.
@@ -110,28 +157,11 @@ fn refuse(path: &Path, why: &str) -> anyhow::Error {
 fn seal_entry(fd: &OwnedFd, path: &Path, owners: &[u32], s: &mut Sealed) -> Result<()> {
     let st =
         nix::sys::stat::fstat(fd.as_fd()).with_context(|| format!("stat {}", path.display()))?;
+    // Checked again on this handle: pass 1 saw the same tree, and nothing runs as the
+    // build user any more, but the check costs nothing.
+    check_entry(&st, path, owners)?;
     let kind = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
     let mode = st.st_mode & 0o7777;
-    if !owners.contains(&st.st_uid) {
-        return Err(refuse(
-            path,
-            &format!("belongs to uid {} (not the build's)", st.st_uid),
-        ));
-    }
-    match kind {
-        SFlag::S_IFDIR | SFlag::S_IFLNK => {}
-        SFlag::S_IFREG if st.st_nlink > 1 => {
-            return Err(refuse(
-                path,
-                &format!(
-                    "has {} hard links (may be a file from elsewhere)",
-                    st.st_nlink
-                ),
-            ));
-        }
-        SFlag::S_IFREG => {}
-        _ => return Err(refuse(path, "is not a file, directory or symlink")),
-    }
     nix::unistd::fchownat(
         fd.as_fd(),
         "",
@@ -352,6 +382,14 @@ mod tests {
         std::fs::hard_link(&outside, b.join("x")).unwrap();
         let err = seal_tree(&b, &[0, builder]).unwrap_err();
         assert!(format!("{err:#}").contains("hard links"), "{err:#}");
+
+        // Both links inside the tree (node-gyp does this): sealed like any file.
+        let inside = mk("inside");
+        std::fs::write(inside.join("a"), b"x").unwrap();
+        std::os::unix::fs::chown(inside.join("a"), Some(builder), Some(builder)).unwrap();
+        std::fs::hard_link(inside.join("a"), inside.join("b")).unwrap();
+        seal_tree(&inside, &[0, builder]).unwrap();
+        assert_eq!(std::fs::metadata(inside.join("b")).unwrap().uid(), 0);
 
         let c = mk("fifo");
         nix::unistd::mkfifo(&c.join("p"), Mode::from_bits_truncate(0o644)).unwrap();
