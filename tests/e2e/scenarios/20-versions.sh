@@ -83,8 +83,9 @@ check "a local user cannot write into the build dir or the npm cache (EACCES)" i
 in_ct_sh "runuser -u abssctl-build -- sh -ec '
     cp /bin/true $B/suid; chmod 4755 $B/suid
     ln -s /root/victim $B/evil; ln -s /root/victim-dir $B/evil-dir; ln -s /srv/app $B/evil-root'"
-check "while the build runs, an instance restarts (the global lock is free)" \
-    in_ct abssctl --lock-timeout 5 instance restart lk
+check "while the build runs, an instance restarts (the global lock is free)" in_ct_sh '
+    abssctl --lock-timeout 5 instance restart lk
+    kill -0 "$(cat /root/old.pid)" && systemctl is-active -q abssctl-npm-build.service'
 check "the attacked install still finishes" in_ct_sh '
     while kill -0 "$(cat /root/old.pid)" 2>/dev/null; do sleep 1; done
     grep -q "installed @actual-app/sync-server" /root/old.log'
