@@ -48,7 +48,8 @@ pub struct TransientOutcome {
     /// systemd's `Result` property: "success", "exit-code", "timeout", "signal", ...
     pub result: String,
     pub exit_status: i32,
-    /// The uid the dynamic user got (files it wrote are owned by it).
+    /// The uid it ran as: the dynamic user's or the named user's (files it wrote are
+    /// owned by it).
     pub uid: Option<u32>,
 }
 
@@ -58,7 +59,9 @@ pub trait Systemd {
     fn enable_units(&self, units: &[String]) -> Result<()>;
     fn disable_units(&self, units: &[String]) -> Result<()>;
     /// Start and wait for the job to finish (JobRemoved), within `timeout`; a job result
-    /// other than "done" is a provider error naming the unit and the result.
+    /// other than "done" is a provider error naming the unit and the result. A job still
+    /// running at `timeout` is cancelled (a start's or restart's unit is then stopped) and
+    /// that is a provider error saying so. Every other D-Bus call is bounded as well.
     fn start_unit(&self, unit: &str, timeout: Duration) -> Result<()>;
     fn stop_unit(&self, unit: &str, timeout: Duration) -> Result<()>;
     fn restart_unit(&self, unit: &str, timeout: Duration) -> Result<()>;
