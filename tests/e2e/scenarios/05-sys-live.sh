@@ -31,5 +31,9 @@ passed=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$CT_SHARE/live.
 check "at least one live test ran (ran: ${passed:-none})" test "${passed:-0}" -ge 1
 check "real_systemd_transient_and_jobs is among them" \
     grep -q '^test sys::systemd::tests::real_systemd_transient_and_jobs \.\.\. ok$' "$CT_SHARE/live.out"
+check "real_systemd_cancels_a_start_that_outlives_its_timeout is among them" \
+    grep -q '^test sys::systemd::tests::real_systemd_cancels_a_start_that_outlives_its_timeout \.\.\. ok$' "$CT_SHARE/live.out"
+check "the slow test unit was cleaned up" \
+    in_ct test ! -e /run/systemd/system/abssctl-test-slow.service
 
 scenario_end
