@@ -131,7 +131,7 @@ const run = {
     // The file list shows the budgets on the server; the smallest element with the name is
     // the entry to click.
     const entry = await page
-      .waitForSelector(`::-p-text(${name})`, { visible: true })
+      .waitForSelector(`::-p-text(${JSON.stringify(name)})`, { visible: true })
       .catch(async () => fail(`budget ${name} is not listed: ${await pageText()}`));
     await entry.click();
     // Opened: the budget's accounts appear in the sidebar (links to /accounts/<id>).
