@@ -24,7 +24,8 @@
 //
 // BROWSER_OUT (a directory): on a failure the script leaves <tag>-failure.png (a
 // screenshot), <tag>-dom.html and <tag>-console.log (the page's console and failed
-// requests) there; BROWSER_TAG names them (default `browser`).
+// requests) there, on success <tag>.png (the last page); BROWSER_TAG names them (default
+// `browser`). BROWSER_TIMEOUT_MS (default 90000) bounds each wait.
 
 import { createRequire } from 'node:module';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -119,10 +120,16 @@ const run = {
     );
     await field.type(password);
     await field.press('Enter');
-    // Signed in: the password field goes away and the app leaves /login.
-    await page
-      .waitForFunction(() => !document.querySelector('input[type=password]') && !location.pathname.startsWith('/login'))
+    // Signed in: the password field goes away and the app leaves /login. A refusal shows
+    // Actual's error line instead (no need to wait for the timeout then).
+    const outcome = await page
+      .waitForFunction(() => {
+        if (/invalid password/i.test(document.body?.innerText || '')) return 'refused';
+        return !document.querySelector('input[type=password]') && !location.pathname.startsWith('/login') && 'in';
+      })
+      .then((h) => h.jsonValue())
       .catch(async () => fail(`still on the login page (${page.url()}): ${await pageText()}`));
+    if (outcome === 'refused') fail(`the password was refused: ${await pageText()}`);
     ok(`signed in with the password, now at ${new URL(page.url()).pathname}`);
   },
 
@@ -149,15 +156,17 @@ const run = {
       fail(`no sidebar link to account ${id}: ${await pageText()}`),
     );
     // The balance is computed by the app's backend (in the browser, from the downloaded
-    // budget); wait for the figure rather than reading the first render.
+    // budget): wait for a figure to appear, then up to BROWSER_SETTLE_MS more for it to
+    // become the expected one rather than judging the first render.
     const shown = () =>
       link.evaluate((a) => a.innerText.replace(/\u2212/g, '-').replace(/\s+/g, ' ').trim());
-    const deadline = Date.now() + timeout;
+    const figure = /(^| )-?[0-9][0-9,]*\.[0-9]{2}( |$)/;
+    const sleep = () => new Promise((r) => setTimeout(r, 250));
     let text = await shown();
-    while (!text.split(' ').includes(want) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 250));
-      text = await shown();
-    }
+    for (const until = Date.now() + timeout; !figure.test(text) && Date.now() < until; text = await shown()) await sleep();
+    if (!figure.test(text)) fail(`account link shows no balance: "${text}"`);
+    const settle = Number(process.env.BROWSER_SETTLE_MS || 10000);
+    for (const until = Date.now() + settle; !text.split(' ').includes(want) && Date.now() < until; text = await shown()) await sleep();
     if (!text.split(' ').includes(want)) fail(`account link shows "${text}", expected the balance ${want}`);
     ok(`account "${text}" shows the balance ${want}`);
   },
@@ -169,6 +178,9 @@ try {
     if (!run[current]) fail(`unknown stage ${current}`);
     await run[current]();
   }
+  // What the person would see at the end (kept with the run dir when the scenario fails).
+  mkdirSync(out, { recursive: true });
+  await page.screenshot({ path: join(out, `${tag}.png`) });
 } catch (e) {
   rc = 1;
   const reason = e instanceof StageError ? e.message : `${e && e.stack ? e.stack : e}`;

@@ -129,13 +129,16 @@ BROWSER_DRIVER=$(e2e_browser_driver) || true
 must "the browser driver (puppeteer-core, cached by its package.json) is on the host" \
     test -f "$BROWSER_DRIVER/node_modules/puppeteer-core/package.json"
 BROWSER_SPKI=$(ct_spki /root/e2e-ca.crt)
-# browser <tag> <url>: the browser check (tests/e2e/browser/browser.mjs) as a user of
-# `budget`; its stage lines go to $CT_SHARE/<tag>.out, failure artifacts beside them.
+# browser [VAR=value...] <tag> <url>: the browser check (tests/e2e/browser/browser.mjs) as
+# a user of `budget` (the variables override its settings); its stage lines go to
+# $CT_SHARE/<tag>.out, its screenshots and failure artifacts beside them.
 browser() {
+    local over=()
+    while [[ $1 == *=* ]]; do over+=("$1") && shift; done
     env BROWSER_DRIVER_DIR="$BROWSER_DRIVER" BROWSER_RESOLVE="$DOMAIN=127.0.0.1" \
         BROWSER_SPKI="$BROWSER_SPKI" BROWSER_PASSWORD_FILE="$CT_SHARE/password" \
         BROWSER_BUDGET="$BUDGET_NAME" BROWSER_ACCOUNT_ID="$ACCOUNT_ID" BROWSER_BALANCE_CENTS="$BALANCE" \
-        BROWSER_OUT="$CT_SHARE" BROWSER_TAG="$1" node "$E2E_DIR/browser/browser.mjs" "$2" \
+        BROWSER_OUT="$CT_SHARE" BROWSER_TAG="$1" "${over[@]}" node "$E2E_DIR/browser/browser.mjs" "$2" \
         >"$CT_SHARE/$1.out" 2>&1
 }
 # browser_stage <tag> <stage>: that run passed that stage (else show what it printed).
@@ -155,7 +158,21 @@ check "chromium: opens the budget $BUDGET_NAME the API client made" browser_stag
 check "chromium: the account shows the balance of the client's transactions ($BALANCE cents)" \
     browser_stage browser balance
 
-step "negative control: the same app through a vhost that drops COOP/COEP fails the browser check"
+step "negative controls: the browser check fails on a wrong password, a wrong balance, no COOP/COEP"
+head -c 18 /dev/urandom | base64 >"$CT_SHARE/wrong-password"
+set +e
+browser BROWSER_PASSWORD_FILE="$CT_SHARE/wrong-password" browser-wrong-password "https://$DOMAIN/"
+rc=$?
+set -e
+check "a wrong password: the check exits non-zero, the app refused it" sh -c \
+    "test $rc != 0 && grep -q '^FAIL login: the password was refused' '$CT_SHARE/browser-wrong-password.out'"
+set +e
+browser BROWSER_BALANCE_CENTS=$((BALANCE + 1)) BROWSER_SETTLE_MS=3000 browser-wrong-balance "https://$DOMAIN/"
+rc=$?
+set -e
+check "a balance off by one cent: the check exits non-zero, naming the figure the page shows" sh -c \
+    "test $rc != 0 && grep -q '^FAIL balance: account link shows .*, expected the balance' '$CT_SHARE/browser-wrong-balance.out'"
+
 # A temporary TLS server on 8444 in front of the instance's vhost, hiding the two headers
 # (the most common self-hosting mistake upstream); removed again before the next step.
 in_ct_sh "cat > /etc/nginx/conf.d/e2e-no-coop-coep.conf <<'CONF'
