@@ -8,12 +8,20 @@
 //   isolated  the page loads over HTTPS and is cross-origin isolated
 //             (`self.crossOriginIsolated === true`, SharedArrayBuffer exists): without the
 //             server's COOP/COEP headers the web app cannot start its backend
-//   login     the password from BROWSER_PASSWORD_FILE signs in (Actual's login page)
+//   refused   a wrong password (random) is refused on Actual's login page: the login
+//             check below can fail (done in the same page: see "rate limit" below)
+//   login     the password from BROWSER_PASSWORD_FILE signs in
 //   budget    the budget BROWSER_BUDGET is listed and opens
 //   balance   the sidebar link of account BROWSER_ACCOUNT_ID shows the balance
 //             BROWSER_BALANCE_CENTS (integer cents, formatted the way Actual formats it by
 //             default: 1,234.56)
 // BROWSER_STAGES (comma list) runs only the stages named, in order (e.g. `isolated`).
+//
+// Rate limit: the sync server answers at most 500 requests a minute per client address,
+// and one load of the web app makes a few hundred (its backend fetches every migration
+// file). Several loads in a minute from the same address get 429s and the app falls back
+// to its "Welcome / connect to a sync server" page; so the controls share one load where
+// they can, and every failure says how many 429s the page got.
 //
 // The browser: BROWSER_CHROMIUM (default /usr/bin/chromium) with a throw-away profile;
 // BROWSER_RESOLVE `host=ip,...` maps names to addresses (--host-resolver-rules, no DNS or
@@ -44,12 +52,13 @@ if (!url || process.argv.length !== 3) {
 }
 const out = process.env.BROWSER_OUT || '.';
 const tag = process.env.BROWSER_TAG || 'browser';
-const stages = (process.env.BROWSER_STAGES || 'isolated,login,budget,balance').split(',');
+const stages = (process.env.BROWSER_STAGES || 'isolated,refused,login,budget,balance').split(',');
 const timeout = Number(process.env.BROWSER_TIMEOUT_MS || 90000);
 const require = createRequire(join(need('BROWSER_DRIVER_DIR'), 'package.json'));
 const puppeteer = require('puppeteer-core');
 
 const consoleLines = [];
+const counts = { requests: 0, tooMany: 0 };
 const note = (line) => consoleLines.push(`${new Date().toISOString()} ${line}`);
 
 const args = ['--no-sandbox', '--disable-dev-shm-usage', '--no-proxy-server', '--no-first-run'];
@@ -76,7 +85,9 @@ page.setDefaultTimeout(timeout);
 page.on('console', (m) => note(`console.${m.type()}: ${m.text()}`));
 page.on('pageerror', (e) => note(`pageerror: ${e.message}`));
 page.on('requestfailed', (r) => note(`requestfailed: ${r.url()} ${r.failure()?.errorText}`));
+page.on('request', () => counts.requests++);
 page.on('response', (r) => {
+  if (r.status() === 429) counts.tooMany++;
   if (r.status() >= 400) note(`http ${r.status()}: ${r.url()}`);
 });
 
@@ -93,6 +104,33 @@ const pageText = async () =>
 // Actual's default number format (comma-dot): 1,234.56; a minus for negative amounts.
 function money(cents) {
   return new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 }).format(cents / 100);
+}
+
+// signIn(password): type it into Actual's login page; 'in' once the app has left the
+// login page, 'refused' when it shows its "Invalid password" line.
+async function signIn(password) {
+  const field = await page
+    .waitForSelector('input[type=password]', { visible: true })
+    .catch(async () => fail(`no password field at ${page.url()}: ${await pageText()}`));
+  const refusedText = () => /invalid password/i.test(document.body?.innerText || '');
+  const again = await page.evaluate(refusedText);
+  await field.click({ count: 3 }); // select what an earlier attempt left in the field
+  await field.type(password);
+  await field.press('Enter');
+  // After an earlier refusal its error line is still there: the submit clears it first.
+  if (again) {
+    await page
+      .waitForFunction(`!(${refusedText})()`, { polling: 'mutation', timeout: 10000 })
+      .catch(() => fail('the error line of the earlier attempt did not go away on submit'));
+  }
+  // A refusal shows Actual's error line: no need to wait for the timeout then.
+  return page
+    .waitForFunction(() => {
+      if (/invalid password/i.test(document.body?.innerText || '')) return 'refused';
+      return !document.querySelector('input[type=password]') && !location.pathname.startsWith('/login') && 'in';
+    })
+    .then((h) => h.jsonValue())
+    .catch(async () => fail(`still on the login page (${page.url()}): ${await pageText()}`));
 }
 
 const run = {
@@ -113,25 +151,19 @@ const run = {
     ok(`${url} over ${resp.securityDetails().protocol()}, crossOriginIsolated, SharedArrayBuffer (${why})`);
   },
 
+  async refused() {
+    const wrong = `wrong-${Math.random().toString(36).slice(2)}`;
+    if ((await signIn(wrong)) !== 'refused') fail(`a wrong password was not refused (now at ${page.url()})`);
+    ok(`a wrong password is refused: "Invalid password"`);
+  },
+
   async login() {
     const password = readFileSync(need('BROWSER_PASSWORD_FILE'), 'utf8').trim();
-    const field = await page.waitForSelector('input[type=password]', { visible: true }).catch(async () =>
-      fail(`no password field at ${page.url()}: ${await pageText()}`),
-    );
-    await field.type(password);
-    await field.press('Enter');
-    // Signed in: the password field goes away and the app leaves /login. A refusal shows
-    // Actual's error line instead (no need to wait for the timeout then).
-    const outcome = await page
-      .waitForFunction(() => {
-        if (/invalid password/i.test(document.body?.innerText || '')) return 'refused';
-        return !document.querySelector('input[type=password]') && !location.pathname.startsWith('/login') && 'in';
-      })
-      .then((h) => h.jsonValue())
-      .catch(async () => fail(`still on the login page (${page.url()}): ${await pageText()}`));
+    const outcome = await signIn(password);
     if (outcome === 'refused') fail(`the password was refused: ${await pageText()}`);
     ok(`signed in with the password, now at ${new URL(page.url()).pathname}`);
   },
+
 
   async budget() {
     const name = need('BROWSER_BUDGET');
@@ -178,13 +210,15 @@ try {
     if (!run[current]) fail(`unknown stage ${current}`);
     await run[current]();
   }
+  process.stdout.write(`(${counts.requests} requests)\n`);
   // What the person would see at the end (kept with the run dir when the scenario fails).
   mkdirSync(out, { recursive: true });
   await page.screenshot({ path: join(out, `${tag}.png`) });
 } catch (e) {
   rc = 1;
   const reason = e instanceof StageError ? e.message : `${e && e.stack ? e.stack : e}`;
-  process.stdout.write(`FAIL ${current}: ${reason.split('\n')[0]}\n`);
+  const limited = counts.tooMany ? ` [the server answered 429 Too Many Requests ${counts.tooMany} times: its rate limit]` : '';
+  process.stdout.write(`FAIL ${current}: ${reason.split('\n')[0]}${limited}\n`);
   try {
     mkdirSync(out, { recursive: true });
     await page.screenshot({ path: join(out, `${tag}-failure.png`), fullPage: true });

@@ -153,26 +153,13 @@ browser browser "https://$DOMAIN/" || true
 log "browser check took $((SECONDS - t_browser)) s"
 check "chromium: https://$DOMAIN/ is crossOriginIsolated, SharedArrayBuffer exists" \
     browser_stage browser isolated
+check "chromium: a wrong password is refused (Actual's login page)" browser_stage browser refused
 check "chromium: signs in with the bootstrapped password" browser_stage browser login
 check "chromium: opens the budget $BUDGET_NAME the API client made" browser_stage browser budget
 check "chromium: the account shows the balance of the client's transactions ($BALANCE cents)" \
     browser_stage browser balance
 
-step "negative controls: the browser check fails on a wrong password, a wrong balance, no COOP/COEP"
-head -c 18 /dev/urandom | base64 >"$CT_SHARE/wrong-password"
-set +e
-browser BROWSER_PASSWORD_FILE="$CT_SHARE/wrong-password" browser-wrong-password "https://$DOMAIN/"
-rc=$?
-set -e
-check "a wrong password: the check exits non-zero, the app refused it" sh -c \
-    "test $rc != 0 && grep -q '^FAIL login: the password was refused' '$CT_SHARE/browser-wrong-password.out'"
-set +e
-browser BROWSER_BALANCE_CENTS=$((BALANCE + 1)) BROWSER_SETTLE_MS=3000 browser-wrong-balance "https://$DOMAIN/"
-rc=$?
-set -e
-check "a balance off by one cent: the check exits non-zero, naming the figure the page shows" sh -c \
-    "test $rc != 0 && grep -q '^FAIL balance: account link shows .*, expected the balance' '$CT_SHARE/browser-wrong-balance.out'"
-
+step "negative control: the same app through a vhost that drops COOP/COEP fails the browser check"
 # A temporary TLS server on 8444 in front of the instance's vhost, hiding the two headers
 # (the most common self-hosting mistake upstream); removed again before the next step.
 in_ct_sh "cat > /etc/nginx/conf.d/e2e-no-coop-coep.conf <<'CONF'
@@ -203,6 +190,13 @@ check "the browser check exits non-zero there" test "$rc" != 0
 check "... because chromium reports crossOriginIsolated false" \
     grep -q '^FAIL isolated: crossOriginIsolated is false' "$CT_SHARE/browser-no-coep.out"
 in_ct_sh 'rm /etc/nginx/conf.d/e2e-no-coop-coep.conf && nginx -t 2>/dev/null && systemctl reload nginx'
+# The server answers 500 requests a minute per client address, and a load of the web app
+# makes hundreds: when the browser left little of the window, let it end before the API
+# clients (the same address) go on.
+read -r rl_left rl_reset < <(in_ct curl -sSI --cacert /root/e2e-ca.crt "https://$DOMAIN/health" |
+    tr -d '\r' | awk -F': ' 'tolower($1)=="ratelimit-remaining"{r=$2} tolower($1)=="ratelimit-reset"{t=$2} END{print r+0, t+0}')
+log "rate limit after the browser: $rl_left requests left, window ends in $rl_reset s"
+if ((rl_left < 150)); then sleep $((rl_reset + 1)); fi
 
 step "fault: an operator template that nginx rejects"
 sed 's/proxy_http_version 1.1;/proxy_http_versoin 1.1;/' "$REPO_ROOT/templates/nginx-vhost.conf.tera" \
