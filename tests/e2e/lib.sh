@@ -431,3 +431,44 @@ scenario_end() {
     ((E2E_FAILS == 0)) && exit 0
     exit 1
 }
+
+# ---------------------------------------------------------------- the browser check
+
+# e2e_browser_driver: a HOST directory whose node_modules holds the driver of the browser
+# check (tests/e2e/browser/package.json: puppeteer-core, pinned), installed by the host's
+# npm without install scripts and never with a browser download; cached in
+# $E2E_CACHE/browser/ by that package.json and the host's node version. Prints its path.
+e2e_browser_driver() {
+    local src=$E2E_DIR/browser key dir tmp t0=$SECONDS
+    key=$({
+        cat "$src/package.json"
+        node --version
+    } | sha256sum | cut -c1-16)
+    dir=$E2E_CACHE/browser/driver-$key
+    if [[ -f $dir/.complete ]]; then
+        log "browser driver: from the cache"
+        echo "$dir"
+        return 0
+    fi
+    tmp=$dir.tmp.$$
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    cp "$src/package.json" "$tmp/"
+    (cd "$tmp" && PUPPETEER_SKIP_DOWNLOAD=1 npm install --no-audit --no-fund --no-package-lock \
+        --ignore-scripts) >"$tmp/npm.log" 2>&1 || {
+        tail -20 "$tmp/npm.log" >&2
+        return 1
+    }
+    touch "$tmp/.complete"
+    # Another run may have finished the same install meanwhile: keep the first.
+    mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
+    log "browser driver: installed and cached in $((SECONDS - t0)) s"
+    echo "$dir"
+}
+
+# ct_spki <pem-file-inside>: the base64 sha256 of that certificate's public key (what
+# chromium's --ignore-certificate-errors-spki-list takes).
+ct_spki() {
+    in_ct_sh "openssl x509 -in '$1' -pubkey -noout | openssl pkey -pubin -outform der |
+        openssl dgst -sha256 -binary | base64"
+}

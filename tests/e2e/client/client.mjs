@@ -2,7 +2,8 @@
 // version as the server, talking to https://<domain>/ through the nginx vhost.
 //
 //   node client.mjs write <label>   create a budget, upload it, add an account and
-//                                   transactions, sync; prints {"syncId","accountId","count"}
+//                                   transactions, sync; prints {"syncId","accountId","count",
+//                                   "label","budgetName","balance"} (balance: cents)
 //   node client.mjs read <syncId> <accountId> <count>
 //                                   a FRESH client (empty data dir) downloads the budget and
 //                                   checks the transactions are all there
@@ -66,7 +67,8 @@ async function write(label) {
   const mine = budgets.find((b) => b.name === budgetName && b.groupId);
   if (!mine) throw new Error(`the server does not list budget ${budgetName} after sync`);
   await api.shutdown();
-  say({ syncId: mine.groupId, accountId, count: txns.length, label });
+  const balance = txns.reduce((sum, t) => sum + t.amount, 0); // integer cents
+  say({ syncId: mine.groupId, accountId, count: txns.length, label, budgetName, balance });
 }
 
 async function read(syncId, accountId, count, label) {

@@ -5,6 +5,10 @@
 # `@actual-app/api` (same version as the server) creates a budget, adds transactions, syncs,
 # and a FRESH client downloads them again through https://<domain>/, the domain resolved to
 # 127.0.0.1 and the self-signed certificate (made the way TurnKey makes its own) trusted.
+# A person's browser too: Debian's chromium, headless on the host (tests/e2e/browser), loads
+# the web app, requires it to be cross-origin isolated (COOP/COEP), signs in, opens the
+# client's budget and reads the account's balance; through a vhost that drops COOP/COEP the
+# same check fails.
 # Two instances on two versions serve their clients side by side; `version switch` moves
 # the instance bound to `current` to the newer version (restarted, data migrated) and the
 # newer client reads what the older one wrote.
@@ -111,6 +115,88 @@ must "client: budget created, 5 transactions added and synced via https://$DOMAI
     sh -c "test -n '$SYNC_ID' && test -n '$ACCOUNT_ID' || { tail -20 '$CT_SHARE/client-write.err'; exit 1; }"
 check "fresh client downloads the 5 transactions via https://$DOMAIN/" \
     client "https://$DOMAIN/" read "$SYNC_ID" "$ACCOUNT_ID" 5 e2e40
+
+step "a person's browser: Debian's chromium (headless, on the host) opens https://$DOMAIN/"
+# The API client passes even when the vhost drops COOP/COEP; the web app does not start
+# without them. Chromium reaches the container's nginx on the host's 127.0.0.1 (host
+# network), the name mapped by --host-resolver-rules, the self-signed certificate accepted
+# by its public-key pin alone. The expected balance is what client.mjs wrote (its output).
+BUDGET_NAME=$(jq -r '.budgetName // empty' <<<"$out" 2>/dev/null || true)
+BALANCE=$(jq -r '.balance // empty' <<<"$out" 2>/dev/null || true)
+must "the client reported its budget's name and the balance its transactions add up to" \
+    sh -c "test -n '$BUDGET_NAME' && test '$BALANCE' -eq '$BALANCE' 2>/dev/null"
+BROWSER_DRIVER=$(e2e_browser_driver) || true
+must "the browser driver (puppeteer-core, cached by its package.json) is on the host" \
+    test -f "$BROWSER_DRIVER/node_modules/puppeteer-core/package.json"
+BROWSER_SPKI=$(ct_spki /root/e2e-ca.crt)
+# browser [VAR=value...] <tag> <url>: the browser check (tests/e2e/browser/browser.mjs) as
+# a user of `budget` (the variables override its settings); its stage lines go to
+# $CT_SHARE/<tag>.out, its screenshots and failure artifacts beside them.
+browser() {
+    local over=()
+    while [[ $1 == *=* ]]; do over+=("$1") && shift; done
+    env BROWSER_DRIVER_DIR="$BROWSER_DRIVER" BROWSER_RESOLVE="$DOMAIN=127.0.0.1" \
+        BROWSER_SPKI="$BROWSER_SPKI" BROWSER_PASSWORD_FILE="$CT_SHARE/password" \
+        BROWSER_BUDGET="$BUDGET_NAME" BROWSER_ACCOUNT_ID="$ACCOUNT_ID" BROWSER_BALANCE_CENTS="$BALANCE" \
+        BROWSER_OUT="$CT_SHARE" BROWSER_TAG="$1" "${over[@]}" node "$E2E_DIR/browser/browser.mjs" "$2" \
+        >"$CT_SHARE/$1.out" 2>&1
+}
+# browser_stage <tag> <stage>: that run passed that stage (else show what it printed).
+browser_stage() {
+    grep "^ok $2:" "$CT_SHARE/$1.out" || {
+        cat "$CT_SHARE/$1.out"
+        return 1
+    }
+}
+t_browser=$SECONDS
+browser browser "https://$DOMAIN/" || true
+log "browser check took $((SECONDS - t_browser)) s"
+check "chromium: https://$DOMAIN/ is crossOriginIsolated, SharedArrayBuffer exists" \
+    browser_stage browser isolated
+check "chromium: a wrong password is refused (Actual's login page)" browser_stage browser refused
+check "chromium: signs in with the bootstrapped password" browser_stage browser login
+check "chromium: opens the budget $BUDGET_NAME the API client made" browser_stage browser budget
+check "chromium: the account shows the balance of the client's transactions ($BALANCE cents)" \
+    browser_stage browser balance
+
+step "negative control: the same app through a vhost that drops COOP/COEP fails the browser check"
+# A temporary TLS server on 8444 in front of the instance's vhost, hiding the two headers
+# (the most common self-hosting mistake upstream); removed again before the next step.
+in_ct_sh "cat > /etc/nginx/conf.d/e2e-no-coop-coep.conf <<'CONF'
+server {
+    listen 8444 ssl;
+    server_name $DOMAIN;
+    ssl_certificate /etc/ssl/private/cert.crt;
+    ssl_certificate_key /etc/ssl/private/cert.key;
+    location / {
+        proxy_pass https://127.0.0.1:443;
+        proxy_ssl_server_name on;
+        proxy_ssl_name $DOMAIN;
+        proxy_set_header Host $DOMAIN;
+        proxy_hide_header Cross-Origin-Opener-Policy;
+        proxy_hide_header Cross-Origin-Embedder-Policy;
+    }
+}
+CONF
+nginx -t 2>/dev/null && systemctl reload nginx"
+check "the control vhost serves the app (200) without COOP/COEP" in_ct_sh "
+    h=\$(curl -sSI --cacert /root/e2e-ca.crt https://$DOMAIN:8444/)
+    echo \"\$h\" | head -1 | grep -q ' 200' && ! echo \"\$h\" | grep -qi '^cross-origin-'"
+set +e
+browser browser-no-coep "https://$DOMAIN:8444/"
+rc=$?
+set -e
+check "the browser check exits non-zero there" test "$rc" != 0
+check "... because chromium reports crossOriginIsolated false" \
+    grep -q '^FAIL isolated: crossOriginIsolated is false' "$CT_SHARE/browser-no-coep.out"
+in_ct_sh 'rm /etc/nginx/conf.d/e2e-no-coop-coep.conf && nginx -t 2>/dev/null && systemctl reload nginx'
+# The server answers 500 requests a minute per client address, and a load of the web app
+# makes hundreds: when the browser left little of the window, let it end before the API
+# clients (the same address) go on.
+read -r rl_left rl_reset < <(in_ct curl -sSI --cacert /root/e2e-ca.crt "https://$DOMAIN/health" |
+    tr -d '\r' | awk -F': ' 'tolower($1)=="ratelimit-remaining"{r=$2} tolower($1)=="ratelimit-reset"{t=$2} END{print r+0, t+0}')
+log "rate limit after the browser: $rl_left requests left, window ends in $rl_reset s"
+if ((rl_left < 150)); then sleep $((rl_reset + 1)); fi
 
 step "fault: an operator template that nginx rejects"
 sed 's/proxy_http_version 1.1;/proxy_http_versoin 1.1;/' "$REPO_ROOT/templates/nginx-vhost.conf.tera" \
