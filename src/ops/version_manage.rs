@@ -305,7 +305,7 @@ pub fn switch(ctx: &mut Ctx, arg: &str) -> Result<Report> {
     }
     let mut plan = Plan::new();
     if !already {
-        instance::follow::plan_keep_running(&mut plan, &sd, &followers);
+        instance::follow::plan_keep_running(&mut plan, &sd, &followers, ctx.globals.dry_run);
         let target = PathBuf::from(format!("v{}", m.version));
         let old = std::fs::read_link(&link).ok();
         plan.step(
@@ -321,7 +321,8 @@ pub fn switch(ctx: &mut Ctx, arg: &str) -> Result<Report> {
         );
         instance::follow::plan_follow(&mut plan, &sd, &followers, ctx.globals.dry_run);
     }
-    ctx.record_plan(plan.planned_actions());
+    let planned = plan.planned_actions();
+    ctx.record_plan(planned.clone());
     plan.run(ctx.globals.dry_run)?;
     let names: Vec<&str> = followers.iter().map(|f| f.name.as_str()).collect();
     let human = if already {
@@ -346,6 +347,8 @@ pub fn switch(ctx: &mut Ctx, arg: &str) -> Result<Report> {
             "changed": !already,
             "instances_following": names,
             "instances_restarted": running,
+            "dry_run": ctx.globals.dry_run,
+            "planned_actions": planned,
         }),
         human,
     )

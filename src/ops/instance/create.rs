@@ -311,14 +311,19 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
     step_start_healthy(&mut plan, &sd, unit.clone(), port, false, Some(&healthy));
     if let Some(pw) = password.as_deref() {
         let warning = &warning;
-        plan.step_irreversible(
-            "server_password",
-            "set the server password (POST /account/bootstrap)",
-            move || {
-                *warning.borrow_mut() = bootstrap(port, pw)?;
-                txn::no_undo()
-            },
-        );
+        let apply = move || {
+            *warning.borrow_mut() = bootstrap(port, pw)?;
+            txn::no_undo()
+        };
+        // The password is stored in the data directory. One this create makes is removed
+        // by the undo of its step, password and all; only kept data (a re-created instance)
+        // keeps it after a rollback.
+        let desc = "set the server password (POST /account/bootstrap)";
+        if sys::instdir::exists(&layout.data_dir(&name_s)) {
+            plan.step_irreversible("server_password", desc, apply);
+        } else {
+            plan.step("server_password", desc, apply);
+        }
     }
     let vhost_summary = vhost::plan_apply(ctx, &req, prov, &mut plan)?;
     let planned = plan.planned_actions();

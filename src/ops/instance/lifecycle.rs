@@ -364,7 +364,9 @@ pub fn set(ctx: &mut Ctx, name: &str, change: &Change) -> Result<ActionResult> {
             .first()
             .is_some_and(|s| s.active_state == "active");
     let mut plan = Plan::new();
-    step_restore_running(&mut plan, sdr, unit.clone(), old.port, was_active);
+    // A dry run reads no unit state: it plans the instance as running (as for the restart).
+    let keep_running = was_active || ctx.globals.dry_run;
+    step_restore_running(&mut plan, sdr, unit.clone(), old.port, keep_running);
     step_save_state(
         &mut plan,
         &layout,
