@@ -151,6 +151,7 @@ pub(super) fn step_restore_running<'a>(
         format!("on failure, start {unit} again with its previous settings"),
         move || {
             txn::undo(move || {
+                sd.reset_failed(&unit)?;
                 sd.restart_unit(&unit, JOB_TIMEOUT)?;
                 super::wait_healthy(sd, &unit, port, 0, super::HEALTH_TIMEOUT).map(drop)
             })
