@@ -3,8 +3,9 @@
 //! after step k applied (FAILPOINTS=txn-after-step-<k>=return), and the tree it manages
 //! must be byte-identical to before (paths, modes, owners, contents) while the operations
 //! log tells the truth (rc, changed, rolled_back, effects_kept, planned_actions). The
-//! commands that need systemd, nginx and a server are to run the same matrix in the real tier
-//! (not written yet).
+//! commands that need systemd, nginx and a server (instance create, set-port, set-domain,
+//! set-version, rename, delete, version switch) run the same matrix in the real tier:
+//! tests/e2e/scenarios/50-rollbacks.sh.
 #![cfg(feature = "failpoints")]
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 

@@ -48,6 +48,9 @@ impl Systemd for RecordingSystemd {
     fn restart_unit(&self, _: &str, _: Duration) -> anyhow::Result<()> {
         unreachable!("nginx is reloaded, never restarted")
     }
+    fn reset_failed(&self, _: &str) -> anyhow::Result<()> {
+        unreachable!("nginx is never started by the vhost steps")
+    }
     fn reload_unit(&self, unit: &str, _: Duration) -> anyhow::Result<()> {
         self.reloads.borrow_mut().push(unit.to_string());
         Ok(())

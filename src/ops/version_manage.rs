@@ -333,7 +333,7 @@ pub fn switch_locked(ctx: &mut Ctx, vs: &str) -> Result<Switched> {
     }
     let mut plan = Plan::new();
     if !already {
-        instance::follow::plan_keep_running(&mut plan, &sd, &followers);
+        instance::follow::plan_keep_running(&mut plan, &sd, &followers, ctx.globals.dry_run);
         let target = PathBuf::from(format!("v{vs}"));
         let old = sys::instdir::read_link(&link)?;
         plan.step(
@@ -349,7 +349,8 @@ pub fn switch_locked(ctx: &mut Ctx, vs: &str) -> Result<Switched> {
         );
         instance::follow::plan_follow(&mut plan, &sd, &followers, ctx.globals.dry_run);
     }
-    ctx.record_plan(plan.planned_actions());
+    let planned = plan.planned_actions();
+    ctx.record_plan(planned.clone());
     plan.run(ctx.globals.dry_run)?;
     let names: Vec<&str> = followers.iter().map(|f| f.name.as_str()).collect();
     let human = if already {
@@ -375,6 +376,8 @@ pub fn switch_locked(ctx: &mut Ctx, vs: &str) -> Result<Switched> {
             "changed": !already,
             "instances_following": names,
             "instances_restarted": running,
+            "dry_run": ctx.globals.dry_run,
+            "planned_actions": planned,
         }),
     })
 }

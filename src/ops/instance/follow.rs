@@ -69,10 +69,16 @@ pub fn prepare(ctx: &mut Ctx, sd: &dyn Systemd, new_version: &str) -> Result<Vec
 }
 
 /// Steps that must come BEFORE the `current` switch: on rollback, running followers are
-/// started again with their previous settings (undone last).
-pub fn plan_keep_running<'a>(plan: &mut Plan<'a>, sd: &'a dyn Systemd, followers: &'a [Follower]) {
+/// started again with their previous settings (undone last). A dry run reads no unit
+/// state and plans them as running, as it does their restart in [`plan_follow`].
+pub fn plan_keep_running<'a>(
+    plan: &mut Plan<'a>,
+    sd: &'a dyn Systemd,
+    followers: &'a [Follower],
+    dry_run: bool,
+) {
     for f in followers {
-        step_restore_running(plan, sd, f.unit.clone(), f.port, f.was_active);
+        step_restore_running(plan, sd, f.unit.clone(), f.port, f.was_active || dry_run);
     }
 }
 

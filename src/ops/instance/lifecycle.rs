@@ -151,6 +151,7 @@ pub(super) fn step_restore_running<'a>(
         format!("on failure, start {unit} again with its previous settings"),
         move || {
             txn::undo(move || {
+                sd.reset_failed(&unit)?;
                 sd.restart_unit(&unit, JOB_TIMEOUT)?;
                 super::wait_healthy(sd, &unit, port, 0, super::HEALTH_TIMEOUT).map(drop)
             })
@@ -366,7 +367,9 @@ pub fn set(ctx: &mut Ctx, name: &str, change: &Change) -> Result<ActionResult> {
             .first()
             .is_some_and(|s| s.active_state == "active");
     let mut plan = Plan::new();
-    step_restore_running(&mut plan, sdr, unit.clone(), old.port, was_active);
+    // A dry run reads no unit state: it plans the instance as running (as for the restart).
+    let keep_running = was_active || ctx.globals.dry_run;
+    step_restore_running(&mut plan, sdr, unit.clone(), old.port, keep_running);
     step_save_state(
         &mut plan,
         &layout,

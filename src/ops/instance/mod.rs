@@ -384,6 +384,7 @@ pub fn step_stop<'a>(plan: &mut Plan<'a>, sd: &'a dyn Systemd, unit: String, por
     plan.step("unit_stop", format!("stop {unit}"), move || {
         sd.stop_unit(&unit, JOB_TIMEOUT)?;
         txn::undo(move || {
+            sd.reset_failed(&unit)?;
             sd.start_unit(&unit, JOB_TIMEOUT)?;
             wait_healthy(sd, &unit, port, 0, HEALTH_TIMEOUT).map(drop)
         })
@@ -408,6 +409,9 @@ pub fn step_start_healthy<'a>(
         },
         format!("{verb} {unit} and wait for GET /health on 127.0.0.1:{port}"),
         move || {
+            // A start asked for is not a crash loop: not refused by the start limit (and
+            // NRestarts counts from 0 again, so it is read after).
+            sd.reset_failed(&unit)?;
             let before = restarts_now(sd, &unit)?;
             let t0 = Instant::now();
             if restart {

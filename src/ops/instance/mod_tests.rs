@@ -51,6 +51,10 @@ impl Systemd for Recording {
         self.log(format!("restart {unit}"));
         Ok(())
     }
+    fn reset_failed(&self, unit: &str) -> Result<()> {
+        self.log(format!("reset-failed {unit}"));
+        Ok(())
+    }
     fn reload_unit(&self, unit: &str, _: Duration) -> Result<()> {
         self.log(format!("reload {unit}"));
         Ok(())

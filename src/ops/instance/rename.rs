@@ -120,7 +120,9 @@ pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionRes
             .is_some_and(|s| s.active_state == "active");
     let timing = Cell::new(None);
     let mut plan = Plan::new();
-    step_restore_running(&mut plan, sdr, old_unit.clone(), e.port, was_active);
+    // A dry run reads no unit state: it plans the instance as running.
+    let keep_running = was_active || ctx.globals.dry_run;
+    step_restore_running(&mut plan, sdr, old_unit.clone(), e.port, keep_running);
     {
         // No undo of its own: step_restore_running above starts it again on rollback.
         let unit = old_unit.clone();

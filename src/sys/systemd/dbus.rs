@@ -450,6 +450,21 @@ impl Systemd for DbusSystemd {
         self.rt.block_on(self.job(JobKind::Restart, unit, timeout))
     }
 
+    fn reset_failed(&self, unit: &str) -> Result<()> {
+        self.rt.block_on(async {
+            let reset = self.manager.reset_failed_unit(unit.to_string());
+            match tokio::time::timeout(CALL_TIMEOUT, reset).await {
+                Err(_) => Err(call::no_answer("reset-failed", unit, CALL_TIMEOUT)),
+                Ok(Err(zbus::Error::MethodError(name, _, _)))
+                    if name.as_str() == "org.freedesktop.systemd1.NoSuchUnit" =>
+                {
+                    Ok(())
+                }
+                Ok(r) => r.map_err(|e| call::dbus_failure("reset-failed", unit, e)),
+            }
+        })
+    }
+
     fn reload_unit(&self, unit: &str, timeout: Duration) -> Result<()> {
         self.rt.block_on(self.job(JobKind::Reload, unit, timeout))
     }

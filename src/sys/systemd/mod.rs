@@ -65,6 +65,12 @@ pub trait Systemd {
     fn start_unit(&self, unit: &str, timeout: Duration) -> Result<()>;
     fn stop_unit(&self, unit: &str, timeout: Duration) -> Result<()>;
     fn restart_unit(&self, unit: &str, timeout: Duration) -> Result<()>;
+    /// ResetFailedUnit: clear the unit's failed state and the count of its start rate
+    /// limit, before a start abssctl asks for. The limit (StartLimitBurst=) is the unit's
+    /// guard against crash loops, not against the operator: otherwise the sixth settings
+    /// change in ten minutes, or the restart that rolls a failed one back, is refused with
+    /// `start-limit-hit`. A unit systemd has not loaded has nothing to reset (Ok).
+    fn reset_failed(&self, unit: &str) -> Result<()>;
     /// ReloadUnit (nginx is reloaded, never restarted).
     fn reload_unit(&self, unit: &str, timeout: Duration) -> Result<()>;
     /// Properties of many units in one pass.
@@ -118,6 +124,9 @@ impl Systemd for LazySystemd {
     }
     fn restart_unit(&self, unit: &str, timeout: Duration) -> Result<()> {
         self.get()?.restart_unit(unit, timeout)
+    }
+    fn reset_failed(&self, unit: &str) -> Result<()> {
+        self.get()?.reset_failed(unit)
     }
     fn reload_unit(&self, unit: &str, timeout: Duration) -> Result<()> {
         self.get()?.reload_unit(unit, timeout)
