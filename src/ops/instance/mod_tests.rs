@@ -141,3 +141,16 @@ fn the_boot_step_enables_or_disables_and_its_undo_reverses() {
         ["enable u1", "disable u2", "enable u2", "disable u1"]
     );
 }
+
+/// A rolled-back stop starts the unit again; the start limit is reset first, so the start
+/// is not refused after many changes in a row (start-limit-hit, found in the real tier).
+#[test]
+fn the_undo_of_a_stop_resets_the_start_limit_before_it_starts() {
+    let sd = Recording::default();
+    let mut plan = Plan::new();
+    super::step_stop(&mut plan, &sd, "u".into(), 1);
+    failing_step(&mut plan);
+    // The fake has no server to answer /health: the undo's wait fails after the start.
+    plan.run(false).unwrap_err();
+    assert_eq!(sd.calls(), ["stop u", "reset-failed u", "start u"]);
+}

@@ -207,6 +207,9 @@ check "the record: rc 1, changed, purge_data kept, the dry run's plan" jq -e --a
     '.rc == 1 and .result.changed and (.result.effects_kept | index("purge_data") != null)
      and [.planned_actions[].action] == [$plan[].action]' <<<"$REC"
 check "... and purge_data is real: /srv/beta is gone" in_ct_sh '! test -e /srv/beta'
+snap >"$WORK/after"
+check "the snapshot sees it (so it can fail the cases above)" \
+    sh -c "! diff -q '$BEFORE' '$WORK/after' >/dev/null && diff '$BEFORE' '$WORK/after' | grep -q '^< srv/beta/data '"
 check "rolled_back is true exactly when nothing but the purge is kept" jq -e \
     '.result.rolled_back == (.result.effects_kept == ["purge_data"])' <<<"$REC"
 # Every step the record does not name as kept was undone: the registry entry, the vhost,
