@@ -150,7 +150,7 @@ browser_stage() {
 }
 t_browser=$SECONDS
 browser browser "https://$DOMAIN/" || true
-log "browser check took $((SECONDS - t_browser)) s"
+log "browser check took $((SECONDS - t_browser)) s $(grep -o "^([0-9]* requests)" "$CT_SHARE/browser.out" || true)"
 check "chromium: https://$DOMAIN/ is crossOriginIsolated, SharedArrayBuffer exists" \
     browser_stage browser isolated
 check "chromium: a wrong password is refused (Actual's login page)" browser_stage browser refused
