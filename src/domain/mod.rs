@@ -1,6 +1,7 @@
 //! Pure modules, no I/O: configuration, layout, validation, state, plans, audit records.
 
 pub mod audit;
+pub mod backup;
 pub mod config;
 pub mod instance;
 pub mod layout;

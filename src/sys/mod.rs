@@ -2,6 +2,7 @@
 //! the environment. Everything above talks to it through plain functions or small traits
 //! (so `ops` can be tested with recording fakes).
 
+pub mod archive;
 pub mod audit;
 pub mod build;
 pub mod env;

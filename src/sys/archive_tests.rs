@@ -1,0 +1,208 @@
+#![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
+use super::*;
+use std::collections::BTreeMap;
+
+fn old(path: &Path) {
+    let f = File::options().write(true).open(path).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+}
+
+/// Every member of an archive: name -> content (directories: empty).
+fn members(path: &Path, alg: Algorithm) -> BTreeMap<String, Vec<u8>> {
+    let f = File::open(path).unwrap();
+    let r: Box<dyn Read> = match alg {
+        Algorithm::Zstd => Box::new(zstd::stream::read::Decoder::new(f).unwrap()),
+        Algorithm::Gzip => Box::new(flate2::read::GzDecoder::new(f)),
+        Algorithm::None => Box::new(f),
+    };
+    let mut a = tar::Archive::new(r);
+    let mut out = BTreeMap::new();
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut buf = Vec::new();
+        e.read_to_end(&mut buf).unwrap();
+        out.insert(name, buf);
+    }
+    out
+}
+
+#[test]
+fn archive_round_trips_and_hash_is_of_the_file() {
+    for alg in [Algorithm::Zstd, Algorithm::Gzip, Algorithm::None] {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("blob");
+        std::fs::write(&src, b"blob bytes").unwrap();
+        let meta = std::fs::metadata(&src).unwrap();
+        let dest = tmp.path().join(format!("a.{}", alg.extension()));
+        let mut w = ArchiveWriter::create(&dest, alg, 3, 0o600).unwrap();
+        w.add_bytes("m.json", b"{}", 0o600, 0).unwrap();
+        w.add_dir("data", &std::fs::metadata(tmp.path()).unwrap())
+            .unwrap();
+        w.add_file("data/blob", &meta, 10, File::open(&src).unwrap())
+            .unwrap();
+        assert_eq!(w.input_bytes, 12);
+        let done = w.finish().unwrap();
+        assert_eq!(done.path, dest);
+        assert_eq!(done.size, std::fs::metadata(&dest).unwrap().len());
+        assert_eq!(done.sha256, crate::sys::fs::sha256_file(&dest).unwrap());
+        assert_eq!(std::fs::metadata(&dest).unwrap().mode() & 0o777, 0o600);
+        let m = members(&dest, alg);
+        assert_eq!(m["m.json"], b"{}");
+        assert_eq!(m["data/blob"], b"blob bytes");
+        assert!(m.contains_key("data/") || m.contains_key("data"), "{m:?}");
+        // Nothing else was left in the directory.
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2);
+    }
+}
+
+#[test]
+fn an_unfinished_archive_leaves_nothing_and_short_reads_fail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("a.tar.zst");
+    let mut w = ArchiveWriter::create(&dest, Algorithm::Zstd, 3, 0o600).unwrap();
+    let meta = std::fs::metadata(tmp.path()).unwrap();
+    // The header says 10 bytes, the reader has 3: refused, not a short member.
+    assert!(w.add_file("x", &meta, 10, &b"abc"[..]).is_err());
+    drop(w);
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    // Never over an existing archive.
+    std::fs::write(&dest, b"old").unwrap();
+    let w = ArchiveWriter::create(&dest, Algorithm::None, 0, 0o600).unwrap();
+    assert!(w.finish().is_err());
+    assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+}
+
+/// Two rows whose sum is always 100, moved between in transactions by another connection
+/// in a loop while snapshots are taken: every snapshot is whole (integrity ok) and one
+/// committed state (the sum holds).
+#[test]
+fn snapshot_during_writes_is_consistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("group-x.sqlite");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER, pad BLOB);
+             INSERT INTO t VALUES (1, 100, zeroblob(20000)), (2, 0, zeroblob(20000));",
+        )
+        .unwrap();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut c = rusqlite::Connection::open(&db).unwrap();
+            c.busy_timeout(Duration::from_secs(10)).unwrap();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let tx = c.transaction().unwrap();
+                tx.execute(
+                    "UPDATE t SET v = v - 1, pad = randomblob(20000) WHERE id = 1",
+                    [],
+                )
+                .unwrap();
+                tx.execute("INSERT INTO t(v, pad) VALUES (0, randomblob(5000))", [])
+                    .unwrap();
+                tx.execute("UPDATE t SET v = v + 1 WHERE id = 2", [])
+                    .unwrap();
+                tx.commit().unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    for i in 0..10 {
+        let snap = tmp.path().join(format!("snap-{i}.sqlite"));
+        sqlite_snapshot(&db, &snap, SQLITE_BUSY_TIMEOUT).unwrap();
+        let c = rusqlite::Connection::open(&snap).unwrap();
+        let ok: String = c
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
+        let sum: i64 = c
+            .query_row("SELECT sum(v) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sum, 100, "snapshot {i} is not one committed state");
+        assert_eq!(std::fs::metadata(&snap).unwrap().mode() & 0o777, 0o600);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.join().unwrap();
+    assert!(writes > 0, "the writer never ran");
+}
+
+#[test]
+fn a_quiet_file_is_copied_once_large_ones_are_staged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = tmp.path().join("file-a.blob");
+    std::fs::write(&small, b"abc").unwrap();
+    old(&small);
+    let (c, meta) = copy_stable(&small, tmp.path(), "s1", QUIET_PERIOD).unwrap();
+    assert_eq!(meta.len(), 3);
+    assert!(matches!(c, StableCopy::Memory(ref b) if b == b"abc"));
+
+    let big = tmp.path().join("file-b.blob");
+    let content = vec![7u8; MEMORY_COPY_MAX as usize + 1];
+    std::fs::write(&big, &content).unwrap();
+    old(&big);
+    let (c, _) = copy_stable(&big, tmp.path(), "s2", QUIET_PERIOD).unwrap();
+    match c {
+        StableCopy::Staged(p) => assert_eq!(std::fs::read(p).unwrap(), content),
+        StableCopy::Memory(_) => panic!("a large file was held in memory"),
+    }
+}
+
+/// A blob overwritten in place while it is copied: the copy is always one whole version
+/// (all bytes the same), never a mix of two.
+#[test]
+fn a_blob_written_during_the_copy_is_never_torn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blob = tmp.path().join("file-c.blob");
+    let size = 256 * 1024;
+    std::fs::write(&blob, vec![b'a'; size]).unwrap();
+    let writer = {
+        let blob = blob.clone();
+        std::thread::spawn(move || {
+            for round in 0..15u8 {
+                let mut f = File::options().write(true).open(&blob).unwrap();
+                let byte = b'b' + (round % 20);
+                for _ in 0..16 {
+                    f.write_all(&vec![byte; size / 16]).unwrap();
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    // No quiet period: the change checks alone must keep the copy whole.
+    let (c, meta) = copy_stable(&blob, tmp.path(), "s", Duration::ZERO).unwrap();
+    writer.join().unwrap();
+    let StableCopy::Memory(b) = c else {
+        panic!("small file staged")
+    };
+    assert_eq!(b.len(), size);
+    assert_eq!(meta.len() as usize, size);
+    assert!(b.iter().all(|x| *x == b[0]), "torn copy");
+}
+
+#[test]
+fn a_file_that_never_settles_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blob = tmp.path().join("file-d.blob");
+    std::fs::write(&blob, b"x").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (blob, stop) = (blob.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::write(&blob, b"y").unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let err = copy_stable(&blob, tmp.path(), "s", Duration::from_millis(200)).unwrap_err();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(format!("{err:#}").contains("kept changing"), "{err:#}");
+}
