@@ -6,6 +6,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+pub mod backup;
 pub mod config;
 pub mod generate;
 pub mod instance;
@@ -70,6 +71,9 @@ pub enum Command {
     /// Create, run and change Actual instances (systemd service + nginx vhost each).
     #[command(subcommand)]
     Instance(instance::InstanceCmd),
+    /// Back up instances, list and verify the backups.
+    #[command(subcommand)]
+    Backup(backup::BackupCmd),
     #[command(flatten)]
     InstanceShortcut(instance::Shortcut),
 }
@@ -82,6 +86,7 @@ impl Command {
             Command::Ports(c) => format!("ports {}", c.name()),
             Command::Version(c) => format!("version {}", c.name()),
             Command::Instance(c) => format!("instance {}", c.name()),
+            Command::Backup(c) => format!("backup {}", c.name()),
             Command::InstanceShortcut(c) => format!("instance {}", c.name()),
         }
     }
@@ -166,6 +171,7 @@ pub fn dispatch(ctx: &mut crate::ops::Ctx, command: &Command) -> anyhow::Result<
         Command::Ports(c) => ports::run(ctx, c),
         Command::Version(c) => version::run(ctx, c),
         Command::Instance(c) => instance::run(ctx, c),
+        Command::Backup(c) => backup::run(ctx, c),
         Command::InstanceShortcut(c) => instance::run_shortcut(ctx, c),
     }
 }

@@ -170,7 +170,7 @@ struct Header {
     schema_version: Option<u32>,
 }
 
-const BROKEN_HINT: &str = "fix the file by hand (abssctl never rewrites an index it cannot read); `abssctl backup reconcile` can rebuild entries from the archives";
+const BROKEN_HINT: &str = "fix the file by hand (abssctl never rewrites an index it cannot read)";
 
 fn broken(path: &Path, e: &serde_json::Error) -> Failure {
     Failure::validation(format!(

@@ -13,6 +13,7 @@ use anyhow::Result;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub mod backup;
 pub mod config_show;
 pub mod instance;
 pub mod ports;

@@ -475,6 +475,71 @@ pub fn copy_stable(
     .into())
 }
 
+/// One entry under a data directory, as found by [`walk`].
+#[derive(Debug)]
+pub struct Found {
+    /// Relative to the walked directory, `/`-separated.
+    pub rel: String,
+    pub path: PathBuf,
+    pub meta: Metadata,
+}
+
+/// Every directory and regular file under `dir` (depth first, sorted by name, the
+/// directories before their content). Symlinks and special files are left out (an
+/// instance's data has none; following one could leave the data directory).
+pub fn walk(dir: &Path) -> Result<(Vec<Found>, Vec<PathBuf>)> {
+    fn go(dir: &Path, rel: &str, out: &mut Vec<Found>, skipped: &mut Vec<PathBuf>) -> Result<()> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()
+            .with_context(|| format!("reading {}", dir.display()))?;
+        names.sort();
+        for name in names {
+            let path = dir.join(&name);
+            let meta = std::fs::symlink_metadata(&path)
+                .with_context(|| format!("reading the metadata of {}", path.display()))?;
+            let r = if rel.is_empty() {
+                name.to_string_lossy().into_owned()
+            } else {
+                format!("{rel}/{}", name.to_string_lossy())
+            };
+            if meta.file_type().is_dir() {
+                out.push(Found {
+                    rel: r.clone(),
+                    path: path.clone(),
+                    meta,
+                });
+                go(&path, &r, out, skipped)?;
+            } else if meta.file_type().is_file() {
+                out.push(Found { rel: r, path, meta });
+            } else {
+                skipped.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    go(dir, "", &mut out, &mut skipped)?;
+    Ok((out, skipped))
+}
+
+/// mkdir -p `dir`, and make it (the last component) mode `mode` even if it existed.
+pub fn private_dir(dir: &Path, mode: u32) -> Result<()> {
+    crate::sys::fs::create_dir_all_mode(dir, mode)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", dir.display()))
+}
+
+/// A private (0700) staging directory inside `dir`, removed when dropped.
+pub fn staging_dir(dir: &Path) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(".abssctl-staging-")
+        .tempdir_in(dir)
+        .with_context(|| format!("creating a staging directory in {}", dir.display()))
+}
+
 #[cfg(test)]
 #[path = "archive_tests.rs"]
 mod tests;

@@ -1,0 +1,236 @@
+//! `abssctl backup ...`: create, list, show and verify backups of instances.
+
+use crate::cli::Report;
+use crate::cli::output::table;
+use crate::domain::backup::Entry;
+use crate::ops::Ctx;
+use crate::ops::backup::{create, query};
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCmd {
+    /// Back up an instance (or every one) while it runs: databases, blobs, settings.
+    Create(CreateCli),
+    /// The backups in the index, oldest first.
+    List {
+        /// Only this instance's backups.
+        instance: Option<String>,
+    },
+    /// Everything the index knows about one backup.
+    Show { id: String },
+    /// Recompute archive checksums; mark missing or corrupt ones in the index.
+    Verify {
+        /// The backup to check.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Check every backup in the index.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Compression {
+    Auto,
+    Zstd,
+    Gzip,
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateCli {
+    /// The instance to back up.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub instance: Option<String>,
+    /// Back up every instance in the registry, one after the other.
+    #[arg(long)]
+    pub all: bool,
+    /// A note stored with the backup.
+    #[arg(long, short = 'm')]
+    pub message: Option<String>,
+    /// A label (repeat for more).
+    #[arg(long = "label", value_name = "LABEL")]
+    pub labels: Vec<String>,
+    /// Why the backup is taken (default: manual).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Compression (default: backups.compression.algorithm, auto = zstd).
+    #[arg(long, value_enum)]
+    pub compression: Option<Compression>,
+    /// Compression level (zstd 1-19, gzip 1-9; default backups.compression.level).
+    #[arg(long, visible_alias = "compression-level")]
+    pub level: Option<i32>,
+    /// Write the archive into this directory instead of <backups_root>/<instance>.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+impl BackupCmd {
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackupCmd::Create(_) => "create",
+            BackupCmd::List { .. } => "list",
+            BackupCmd::Show { .. } => "show",
+            BackupCmd::Verify { .. } => "verify",
+        }
+    }
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
+
+fn fmt_time(t: &time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+fn show_text(e: &Entry) -> String {
+    let mut lines = vec![
+        format!("id:           {}", e.id),
+        format!("instance:     {}", e.instance),
+        format!(
+            "created:      {} by {}",
+            fmt_time(&e.created_at),
+            e.created_by
+        ),
+        format!("reason:       {}", e.reason),
+    ];
+    if !e.message.is_empty() {
+        lines.push(format!("message:      {}", e.message));
+    }
+    if !e.labels.is_empty() {
+        lines.push(format!("labels:       {}", e.labels.join(", ")));
+    }
+    lines.extend([
+        format!("archive:      {}", e.archive_path.display()),
+        format!(
+            "size:         {} ({} bytes)",
+            mb(e.size_bytes),
+            e.size_bytes
+        ),
+        format!("sha256:       {}", e.checksum_sha256),
+        format!("algorithm:    {}", e.algorithm.as_str()),
+        format!(
+            "version:      {} (binding {})",
+            e.instance_version.as_deref().unwrap_or("unknown"),
+            e.version_binding
+        ),
+        format!("domain:       {} (port {})", e.domain, e.port),
+        format!("includes:     {}", e.includes.join(", ")),
+        format!("status:       {}", e.status.as_str()),
+    ]);
+    lines.join("\n")
+}
+
+pub fn run(ctx: &mut Ctx, cmd: &BackupCmd) -> anyhow::Result<Report> {
+    match cmd {
+        BackupCmd::Create(c) => {
+            let args = create::CreateArgs {
+                instance: c.instance.clone(),
+                all: c.all,
+                message: c.message.clone().unwrap_or_default(),
+                labels: c.labels.clone(),
+                reason: c.reason.clone(),
+                compression: c.compression.map(|a| {
+                    a.to_possible_value()
+                        .map(|v| v.get_name().to_string())
+                        .unwrap_or_default()
+                }),
+                level: c.level,
+                out_dir: c.out_dir.clone(),
+            };
+            let r = create::create(ctx, &args)?;
+            if r.dry_run {
+                let lines: Vec<String> = r
+                    .planned
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "  - archive '{}' ({} files, {}; {}) as {} level {} into {}",
+                            p.instance,
+                            p.files,
+                            mb(p.data_bytes),
+                            p.includes.join(", "),
+                            p.algorithm.as_str(),
+                            p.level,
+                            p.archive_dir.display()
+                        )
+                    })
+                    .collect();
+                return Report::new(&r, format!("dry run, would:\n{}", lines.join("\n")));
+            }
+            let human = r
+                .backups
+                .iter()
+                .map(|b| {
+                    format!(
+                        "backup {} of '{}': {} ({} files, {} of data) in {} ms\n  {}",
+                        b.id,
+                        b.instance,
+                        mb(b.size),
+                        b.files,
+                        mb(b.data_bytes),
+                        b.duration_ms,
+                        b.path.display()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let report = match (c.all, r.backups.as_slice()) {
+                (false, [one]) => Report::new(one, human)?,
+                _ => Report::new(&r, human)?,
+            };
+            Ok(report.changed(true))
+        }
+        BackupCmd::List { instance } => {
+            let l = query::list(ctx, instance.as_deref())?;
+            let human = if l.backups.is_empty() {
+                "no backups".to_string()
+            } else {
+                let rows: Vec<Vec<String>> = l
+                    .backups
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.id.clone(),
+                            e.instance.clone(),
+                            fmt_time(&e.created_at),
+                            mb(e.size_bytes),
+                            e.status.as_str().to_string(),
+                            e.reason.clone(),
+                            e.message.clone(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "ID", "INSTANCE", "CREATED", "SIZE", "STATUS", "REASON", "MESSAGE",
+                    ],
+                    &rows,
+                )
+            };
+            Report::new(&l, human)
+        }
+        BackupCmd::Show { id } => {
+            let e = query::show(ctx, id)?;
+            Report::new(&serde_json::json!({ "backup": e }), show_text(&e))
+        }
+        BackupCmd::Verify { id, all } => {
+            let r = query::verify(ctx, id.as_deref(), *all)?;
+            let human = r
+                .verified
+                .iter()
+                .map(|v| format!("{}: {} ({})", v.id, v.status.as_str(), v.detail))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let human = if human.is_empty() {
+                "no backups to verify".to_string()
+            } else {
+                human
+            };
+            Ok(Report::new(&r, human)?.changed(!r.dry_run))
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! `backup create`: a consistent archive of a running instance and its index entry.
+//!
+//! Locks (global first, then the instance, ADR-027): the global lock is held only to read
+//! the registry entry and, at the end, to add the index entry; the instance lock is held
+//! from the registry read until the archive is complete, so no delete, rename or restore
+//! of this instance can change its data under the copy. The long part (snapshots, tar,
+//! compression) runs without the global lock, so other instances stay manageable. The
+//! instance lock is released BEFORE the global one is taken again (taking the global while
+//! holding an instance lock would invert the order and could deadlock).
+
+use crate::domain::audit::Target;
+use crate::domain::backup::{self as bk, Algorithm, DataKind, Entry, Manifest, Status};
+use crate::domain::instance as inst;
+use crate::domain::state::{InstanceEntry, State};
+use crate::domain::validate;
+use crate::error::Failure;
+use crate::ops::Ctx;
+use crate::ops::instance::{find, resolve_version};
+use crate::sys;
+use crate::sys::archive::{self as ar, ArchiveWriter, StableCopy};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What `backup create` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct CreateArgs {
+    /// One instance, or `None` with `all`.
+    pub instance: Option<String>,
+    pub all: bool,
+    pub message: String,
+    pub labels: Vec<String>,
+    pub reason: Option<String>,
+    pub compression: Option<String>,
+    pub level: Option<i32>,
+    pub out_dir: Option<PathBuf>,
+}
+
+/// One backup made (the `--json` result).
+#[derive(Debug, Clone, Serialize)]
+pub struct Created {
+    pub id: String,
+    pub instance: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub checksum: String,
+    pub algorithm: Algorithm,
+    pub files: usize,
+    pub data_bytes: u64,
+    pub duration_ms: u64,
+}
+
+/// What a dry run would do for one instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    pub instance: String,
+    pub archive_dir: PathBuf,
+    pub algorithm: Algorithm,
+    pub level: i32,
+    pub files: usize,
+    pub data_bytes: u64,
+    pub includes: Vec<String>,
+}
+
+/// The result of `backup create`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateResult {
+    pub dry_run: bool,
+    pub backups: Vec<Created>,
+    pub planned: Vec<Planned>,
+}
+
+pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
+    ctx.require_root()?;
+    let (alg, level) = bk::resolve_compression(
+        args.compression
+            .as_deref()
+            .unwrap_or(&ctx.cfg().backups_compression_algorithm),
+        args.level.unwrap_or(ctx.cfg().backups_compression_level),
+    )?;
+    for l in &args.labels {
+        if l.is_empty() || l.chars().any(|c| c.is_control() || c == ',') {
+            return Err(Failure::validation(format!("invalid label '{l}'"))
+                .hint("a label is a non-empty word without commas or control characters")
+                .into());
+        }
+    }
+    // A broken index stops the command before any work (and is never rewritten).
+    super::load_index(ctx)?;
+    let names: Vec<String> = match (&args.instance, args.all) {
+        (Some(n), false) => vec![validate::instance_name(n)?.as_str().to_string()],
+        (None, true) => {
+            let mut v: Vec<String> = State::load(&ctx.layout)?
+                .instances
+                .into_iter()
+                .map(|i| i.name)
+                .collect();
+            v.sort();
+            v
+        }
+        _ => {
+            return Err(Failure::validation("name one instance, or say --all")
+                .hint("abssctl backup create <instance> | --all")
+                .into());
+        }
+    };
+    let mut out = CreateResult {
+        dry_run: ctx.globals.dry_run,
+        backups: Vec::new(),
+        planned: Vec::new(),
+    };
+    if let [one] = names.as_slice() {
+        sys::logging::set_instance(one);
+        ctx.op.target = Some(Target {
+            kind: "instance".into(),
+            name: one.clone(),
+        });
+    }
+    for name in &names {
+        let r = if ctx.globals.dry_run {
+            plan_one(ctx, name, alg, level, args).map(|p| out.planned.push(p))
+        } else {
+            create_one(ctx, name, alg, level, args).map(|c| out.backups.push(c))
+        };
+        if let Err(e) = r {
+            let made: Vec<&str> = out.backups.iter().map(|b| b.id.as_str()).collect();
+            return Err(if made.is_empty() {
+                e
+            } else {
+                e.context(format!("after backups {} were made", made.join(", ")))
+            }
+            .context(format!("backup of '{name}'")));
+        }
+    }
+    Ok(out)
+}
+
+fn archive_dir(ctx: &Ctx, args: &CreateArgs, name: &str) -> PathBuf {
+    match &args.out_dir {
+        Some(d) => d.clone(),
+        None => ctx.layout.backups_root.join(name),
+    }
+}
+
+fn data_dir(ctx: &Ctx, name: &str) -> Result<PathBuf> {
+    let dir = ctx.layout.data_dir(name);
+    if !dir.is_dir() {
+        return Err(Failure::environment(format!(
+            "the data directory {} of '{name}' is missing",
+            dir.display()
+        ))
+        .hint("nothing to back up; see: abssctl instance show")
+        .into());
+    }
+    Ok(dir)
+}
+
+fn plan_one(
+    ctx: &Ctx,
+    name: &str,
+    alg: Algorithm,
+    level: i32,
+    args: &CreateArgs,
+) -> Result<Planned> {
+    let state = State::load(&ctx.layout)?;
+    find(&state, name)?;
+    let (found, _) = ar::walk(&data_dir(ctx, name)?)?;
+    let files: Vec<_> = found
+        .iter()
+        .filter(|f| f.meta.is_file() && file_kind(&f.rel) != DataKind::Skip)
+        .collect();
+    Ok(Planned {
+        instance: name.to_string(),
+        archive_dir: archive_dir(ctx, args, name),
+        algorithm: alg,
+        level,
+        files: files.len(),
+        data_bytes: files.iter().map(|f| f.meta.len()).sum(),
+        includes: includes(ctx, name),
+    })
+}
+
+fn file_kind(rel: &str) -> DataKind {
+    bk::data_kind(rel.rsplit('/').next().unwrap_or(rel))
+}
+
+fn includes(ctx: &Ctx, name: &str) -> Vec<String> {
+    let mut v = vec![bk::INCLUDE_DATA.to_string(), bk::INCLUDE_REGISTRY.into()];
+    if inst::dropin_path(&ctx.layout, name).is_file() {
+        v.push(bk::INCLUDE_DROPIN.into());
+    }
+    if ctx.layout.vhost_file(name).is_file() {
+        v.push(bk::INCLUDE_VHOST.into());
+    }
+    v.push(bk::INCLUDE_VERSION.into());
+    v
+}
+
+/// abssctl's metadata about the instance, as archive members (name, bytes).
+fn metadata_members(
+    ctx: &Ctx,
+    entry: &InstanceEntry,
+    version: Option<&str>,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let meta = |n: &str| format!("{}/{n}", bk::META_PREFIX);
+    let mut v = vec![(
+        meta("registry-entry.json"),
+        serde_json::to_vec_pretty(entry)?,
+    )];
+    if let Some(t) = sys::fs::read_optional(&inst::dropin_path(&ctx.layout, &entry.name))? {
+        v.push((meta("unit-dropin.conf"), t.into_bytes()));
+    }
+    if let Some(t) = sys::fs::read_optional(&ctx.layout.vhost_file(&entry.name))? {
+        v.push((meta("vhost.conf"), t.into_bytes()));
+    }
+    v.push((
+        meta("version.json"),
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "version_binding": entry.version_binding.to_string(),
+            "resolved_version": version,
+        }))?,
+    ));
+    Ok(v)
+}
+
+fn create_one(
+    ctx: &mut Ctx,
+    name: &str,
+    alg: Algorithm,
+    level: i32,
+    args: &CreateArgs,
+) -> Result<Created> {
+    let started = Instant::now();
+    let global = ctx.lock_global()?;
+    let instance_lock = ctx.lock_instance(name)?;
+    let state = State::load(&ctx.layout)?;
+    let entry = find(&state, name)?.clone();
+    drop(global);
+
+    let data = data_dir(ctx, name)?;
+    let version = resolve_version(&ctx.layout, &entry.version_binding)
+        .map(|r| r.version)
+        .ok();
+    let includes = includes(ctx, name);
+    let members = metadata_members(ctx, &entry, version.as_deref())?;
+    let dir = archive_dir(ctx, args, name);
+    sys::archive::private_dir(&ctx.layout.backups_root, bk::DIR_MODE)?;
+    sys::archive::private_dir(&dir, bk::DIR_MODE)?;
+    // Whole seconds: the id has seconds, and the index reads better.
+    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0)?;
+    let id = bk::new_id(now, name, &bk::short_id(&uuid::Uuid::now_v7()));
+    let dest = dir.join(bk::archive_name(&id, alg));
+
+    let progress = ctx.ui.progress(ctx.globals.json, ctx.globals.quiet);
+    progress.step(&format!("backing up '{name}' to {}", dest.display()));
+    let (found, skipped) = ar::walk(&data)?;
+    for s in &skipped {
+        ctx.op
+            .warnings
+            .push(format!("left out {} (not a regular file)", s.display()));
+    }
+    let total: u64 = found.iter().map(|f| f.meta.len()).sum();
+    let staging = ar::staging_dir(&dir)?;
+    let mut w = ArchiveWriter::create(&dest, alg, level, bk::FILE_MODE)?;
+    let manifest = Manifest {
+        format: bk::ARCHIVE_FORMAT,
+        id: id.clone(),
+        instance: name.to_string(),
+        created_at: now,
+        version_binding: entry.version_binding.to_string(),
+        instance_version: version.clone(),
+        domain: entry.domain.clone(),
+        port: entry.port,
+        includes: includes.clone(),
+    };
+    let mtime = now.unix_timestamp().max(0) as u64;
+    w.add_bytes(
+        bk::MANIFEST_NAME,
+        &serde_json::to_vec_pretty(&manifest)?,
+        0o600,
+        mtime,
+    )?;
+    for (n, bytes) in &members {
+        w.add_bytes(n, bytes, 0o600, mtime)?;
+    }
+    let data_meta = std::fs::symlink_metadata(&data)
+        .with_context(|| format!("reading the metadata of {}", data.display()))?;
+    w.add_dir(bk::DATA_PREFIX, &data_meta)?;
+    let mut files = 0;
+    for (i, f) in found.iter().enumerate() {
+        let member = format!("{}/{}", bk::DATA_PREFIX, f.rel);
+        if f.meta.is_dir() {
+            w.add_dir(&member, &f.meta)?;
+            continue;
+        }
+        match file_kind(&f.rel) {
+            DataKind::Skip => continue,
+            DataKind::Sqlite => {
+                let snap = staging.path().join(format!("db-{i}.sqlite"));
+                progress.step(&format!("snapshot of {}", f.rel));
+                ar::sqlite_snapshot(&f.path, &snap, ar::SQLITE_BUSY_TIMEOUT)?;
+                let size = std::fs::metadata(&snap)
+                    .with_context(|| format!("reading {}", snap.display()))?
+                    .len();
+                let file = std::fs::File::open(&snap)
+                    .with_context(|| format!("opening {}", snap.display()))?;
+                w.add_file(&member, &f.meta, size, file)?;
+                sys::fs::remove_file_if_exists(&snap)?;
+            }
+            DataKind::Copy => {
+                let (copy, meta) = ar::copy_stable(
+                    &f.path,
+                    staging.path(),
+                    &format!("file-{i}"),
+                    ar::QUIET_PERIOD,
+                )?;
+                match copy {
+                    StableCopy::Memory(b) => w.add_file(&member, &meta, b.len() as u64, &b[..])?,
+                    StableCopy::Staged(p) => {
+                        let file = std::fs::File::open(&p)
+                            .with_context(|| format!("opening {}", p.display()))?;
+                        w.add_file(&member, &meta, meta.len(), file)?;
+                        sys::fs::remove_file_if_exists(&p)?;
+                    }
+                }
+            }
+        }
+        files += 1;
+        progress.bytes("archive", w.input_bytes, Some(total));
+    }
+    let data_bytes = w.input_bytes;
+    let written = w.finish()?;
+    drop(staging);
+    let sums = bk::checksum_path(&written.path);
+    let result = sys::fs::write_atomic(
+        &sums,
+        bk::sha256sum_line(&written.sha256, &written.path).as_bytes(),
+        bk::FILE_MODE,
+    );
+    progress.finish();
+    drop(instance_lock);
+
+    let entry = Entry {
+        id: id.clone(),
+        instance: name.to_string(),
+        created_at: now,
+        created_by: sys::privilege::user_name(),
+        reason: args
+            .reason
+            .clone()
+            .unwrap_or_else(|| bk::REASON_MANUAL.into()),
+        message: args.message.clone(),
+        labels: args.labels.clone(),
+        kind: bk::TYPE_FULL.into(),
+        archive_path: written.path.clone(),
+        size_bytes: written.size,
+        checksum_sha256: written.sha256.clone(),
+        algorithm: alg,
+        instance_version: version,
+        version_binding: entry.version_binding.to_string(),
+        domain: entry.domain.clone(),
+        port: entry.port,
+        includes,
+        status: Status::Present,
+        verified_at: None,
+    };
+    let result = result.and_then(|()| {
+        let global = ctx.lock_global()?;
+        super::update_index(ctx, &global, |idx| Ok(idx.add(entry)?))
+    });
+    if let Err(e) = result {
+        // No archive without its index entry: remove what was written.
+        let cleanup = sys::fs::remove_file_if_exists(&written.path)
+            .and_then(|_| sys::fs::remove_file_if_exists(&sums));
+        return Err(match cleanup {
+            Ok(_) => e.context(format!("archive {} removed", written.path.display())),
+            Err(c) => e.context(format!(
+                "and removing {} failed ({c:#}); remove it by hand",
+                written.path.display()
+            )),
+        });
+    }
+    ctx.op.planned.push(crate::domain::txn::PlannedAction {
+        action: "backup_create".into(),
+        description: format!("archive {} of '{name}'", written.path.display()),
+        irreversible: false,
+    });
+    Ok(Created {
+        id,
+        instance: name.to_string(),
+        path: written.path,
+        size: written.size,
+        checksum: written.sha256,
+        algorithm: alg,
+        files,
+        data_bytes,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
