@@ -174,6 +174,23 @@ check "... the account moved with it: same uid, the server runs as actual-wallet
     test "$(ps -o user:32= -p $(systemctl show -P MainPID actual-sync@wallet.service))" = actual-wallet
     test "$(stat -c %U /srv/wallet/data/server-files/account.sqlite)" = actual-wallet'
 
+step "backup of a running instance: consistent archive, index entry, verify"
+check "backup create wallet while it serves" in_ct_sh '
+    abssctl --json backup create wallet --message e2e >/share/backup.json
+    jq -e ".size > 0 and (.id|test(\"-wallet-\"))" /share/backup.json'
+check "... archive 0600 with a .sha256 that sha256sum accepts; databases and .migrate in it" in_ct_sh '
+    p=$(jq -r .path /share/backup.json)
+    test "$(stat -c %a "$p")" = 600
+    (cd "$(dirname "$p")" && sha256sum -c "$(basename "$p").sha256")
+    tar --zstd -tf "$p" >/share/backup.list
+    grep -qx data/server-files/account.sqlite /share/backup.list
+    grep -qx data/.migrate /share/backup.list'
+check "... the instance still serves" https_ok money.test
+check "backup verify passes; the index says present, with the running version" in_ct_sh '
+    id=$(jq -r .id /share/backup.json)
+    abssctl backup verify "$id"
+    abssctl --json backup show "$id" | jq -e ".backup.status==\"present\" and .backup.instance_version!=null"'
+
 step "delete keeps data; --purge-data removes it"
 check "delete without --yes and without a terminal is refused (exit 2)" \
     in_ct_sh 'rc=0; abssctl instance delete wallet </dev/null || rc=$?; test "$rc" = 2'
