@@ -376,3 +376,46 @@ fn dry_run_writes_nothing_and_gzip_works() {
         .unwrap();
     assert!(String::from_utf8_lossy(&list.stdout).contains("data/user-files/group-x.sqlite"));
 }
+
+#[test]
+fn delete_asks_then_removes_archive_sums_and_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    instance(root);
+    let r = create(root);
+    let id = r["id"].as_str().unwrap().to_string();
+    let path = PathBuf::from(r["path"].as_str().unwrap());
+    let sums = PathBuf::from(format!("{}.sha256", path.display()));
+    // No terminal, no --yes: refused (exit 2), nothing removed.
+    let out = abssctl(root)
+        .args(["backup", "delete", &id])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = abssctl(root)
+        .args(["backup", "delete", &id, "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(path.exists() && sums.exists());
+    let d = json_ok(
+        &abssctl(root)
+            .args(["backup", "delete", &id, "--yes", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(d["removed"].as_array().unwrap().len(), 2);
+    assert!(!path.exists() && !sums.exists());
+    let l = json_ok(
+        &abssctl(root)
+            .args(["backup", "list", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(l["backups"], serde_json::json!([]));
+    let out = abssctl(root)
+        .args(["backup", "delete", &id, "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

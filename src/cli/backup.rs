@@ -4,7 +4,7 @@ use crate::cli::Report;
 use crate::cli::output::table;
 use crate::domain::backup::Entry;
 use crate::ops::Ctx;
-use crate::ops::backup::{create, query};
+use crate::ops::backup::{create, delete, query};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -28,6 +28,8 @@ pub enum BackupCmd {
         #[arg(long)]
         all: bool,
     },
+    /// Delete a backup: its archive, its .sha256 and its index entry (asks first).
+    Delete { id: String },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -73,6 +75,7 @@ impl BackupCmd {
             BackupCmd::List { .. } => "list",
             BackupCmd::Show { .. } => "show",
             BackupCmd::Verify { .. } => "verify",
+            BackupCmd::Delete { .. } => "delete",
         }
     }
 }
@@ -231,6 +234,21 @@ pub fn run(ctx: &mut Ctx, cmd: &BackupCmd) -> anyhow::Result<Report> {
                 human
             };
             Ok(Report::new(&r, human)?.changed(!r.dry_run))
+        }
+        BackupCmd::Delete { id } => {
+            let d = delete::delete(ctx, id)?;
+            let files = d
+                .removed
+                .iter()
+                .map(|p| format!("  {}", p.display()))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let human = if d.dry_run {
+                format!("dry run, would delete backup {} and:\n{files}", d.backup.id)
+            } else {
+                format!("deleted backup {}:\n{files}", d.backup.id)
+            };
+            Ok(Report::new(&d, human)?.changed(!d.dry_run))
         }
     }
 }

@@ -268,6 +268,12 @@ impl Index {
         Ok(())
     }
 
+    /// Take the entry `id` out of the index.
+    pub fn remove(&mut self, id: &str) -> Option<Entry> {
+        let i = self.backups.iter().position(|b| b.id == id)?;
+        Some(self.backups.remove(i))
+    }
+
     /// Set the status of `id` (returns whether it changed).
     pub fn set_status(&mut self, id: &str, status: Status, at: OffsetDateTime) -> bool {
         match self.backups.iter_mut().find(|b| b.id == id) {

@@ -12,6 +12,7 @@ use crate::sys::lock::LockGuard;
 use anyhow::{Result, bail};
 
 pub mod create;
+pub mod delete;
 pub mod query;
 
 /// The index as it is on disk (absent: empty).
