@@ -210,3 +210,34 @@ fn uninstall_frees_a_runtime_only_when_nothing_else_uses_it() {
     // A dry run changes nothing.
     assert!(tmp.path().join("srv/app/v26.9.0/manifest.json").exists());
 }
+
+/// A dry run of an install plans the whole build and changes nothing: no version, no
+/// staging, no npm cache, and not the build user either (it is made on demand otherwise).
+#[test]
+fn install_dry_run_plans_the_build_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    let out = abssctl_with_registry(root, &fake_registry())
+        .args(["--json", "--dry-run", "version", "install", "26.9.0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions: Vec<&str> = v["planned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"build") && actions.contains(&"activate"), "{actions:?}");
+    assert!(!root.join("srv").exists());
+    assert!(!root.join("var/cache").exists());
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/passwd")).unwrap(),
+        "root:x:0:0:root:/root:/bin/sh\n"
+    );
+}

@@ -159,7 +159,17 @@ pub fn build(ctx: &mut Ctx, r: &Resolution, progress: &dyn Progress) -> Result<S
         ..
     } = r;
     let vs = version.to_string();
-    let sandbox = Sandbox::detect(&ctx.layout.root)?;
+    // A dry run changes nothing, not even the build user that detect makes on demand: it
+    // only names the sandbox; the steps that use it are not applied.
+    let sandbox = if ctx.globals.dry_run {
+        None
+    } else {
+        Some(Sandbox::detect(&ctx.layout.root)?)
+    };
+    let sandbox_desc = sandbox.as_ref().map_or_else(
+        || format!("{} (sandboxed)", build::BUILD_USER),
+        Sandbox::describe,
+    );
     let layout = ctx.layout.clone();
     let staging = layout.staging_dir.clone();
     let build_dir = staging.join(format!("v{vs}"));
@@ -171,8 +181,9 @@ pub fn build(ctx: &mut Ctx, r: &Resolution, progress: &dyn Progress) -> Result<S
         "clean-staging",
         format!("remove leftovers in {}", staging.display()),
         || {
-            build::stop_leftover(&sandbox, BUILD_UNIT)?;
-            prepare_dirs(&layout, &sandbox)?;
+            let sandbox = sandbox.as_ref().context("no build sandbox in a dry run")?;
+            build::stop_leftover(sandbox, BUILD_UNIT)?;
+            prepare_dirs(&layout, sandbox)?;
             txn::no_undo()
         },
     );
@@ -227,8 +238,7 @@ pub fn build(ctx: &mut Ctx, r: &Resolution, progress: &dyn Progress) -> Result<S
             "build",
             format!(
                 "build {pkg} {vs} with Node {} as {}",
-                tc.runtime.version,
-                sandbox.describe()
+                tc.runtime.version, sandbox_desc
             ),
             move || {
                 progress.step(&format!(
@@ -244,6 +254,7 @@ pub fn build(ctx: &mut Ctx, r: &Resolution, progress: &dyn Progress) -> Result<S
                     0o644,
                 )?;
                 let argv = ["install", "--omit=dev", "--no-audit", "--no-fund"];
+                let sandbox = sandbox.as_ref().context("no build sandbox in a dry run")?;
                 run_npm(layout, sandbox, tc, build_dir, &npm_env, &argv, vs)?;
                 let m = verify_and_record(build_dir, pkg, vs, integrity, engines, tc)?;
                 *manifest.borrow_mut() = Some(m);
