@@ -233,7 +233,10 @@ fn install_dry_run_plans_the_build_and_writes_nothing() {
         .iter()
         .map(|a| a["action"].as_str().unwrap())
         .collect();
-    assert!(actions.contains(&"build") && actions.contains(&"activate"), "{actions:?}");
+    assert!(
+        actions.contains(&"build") && actions.contains(&"activate"),
+        "{actions:?}"
+    );
     assert!(!root.join("srv").exists());
     assert!(!root.join("var/cache").exists());
     assert_eq!(

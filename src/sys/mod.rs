@@ -6,6 +6,7 @@ pub mod archive;
 pub mod audit;
 pub mod build;
 pub mod env;
+pub mod fdwalk;
 pub mod fs;
 pub mod http;
 pub mod instdir;

@@ -13,13 +13,13 @@
 //! ([`end_processes_of`]), so nothing changes under it either way.
 
 use crate::error::Failure;
+use crate::sys::fdwalk::{open_dir, walk};
 use anyhow::{Context, Result};
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{Gid, Uid};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -38,17 +38,9 @@ pub struct Sealed {
 /// in; links inside it are normal: node-gyp links build/Release to obj.target), a device,
 /// a FIFO or a socket (no business in an application tree).
 pub fn seal_tree(dir: &Path, owners: &[u32]) -> Result<Sealed> {
-    let open_root = || {
-        nix::fcntl::open(
-            dir,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .with_context(|| format!("opening {} (a directory, not a link)", dir.display()))
-    };
     // Pass 1, read-only: owners, types, and every hard link accounted for in the tree.
     let mut links: HashMap<(u64, u64), (u64, u64, std::path::PathBuf)> = HashMap::new();
-    walk(open_root()?, dir, &mut |fd, path| {
+    walk(open_dir(dir)?, dir, &mut |fd, path| {
         let st = nix::sys::stat::fstat(fd.as_fd())
             .with_context(|| format!("stat {}", path.display()))?;
         check_entry(&st, path, owners)?;
@@ -71,7 +63,7 @@ pub fn seal_tree(dir: &Path, owners: &[u32]) -> Result<Sealed> {
     }
     // Pass 2: hand everything to root and settle the modes, through the same handles.
     let mut s = Sealed::default();
-    walk(open_root()?, dir, &mut |fd, path| {
+    walk(open_dir(dir)?, dir, &mut |fd, path| {
         seal_entry(fd, path, owners, &mut s)
     })?;
     Ok(s)
@@ -80,46 +72,6 @@ pub fn seal_tree(dir: &Path, owners: &[u32]) -> Result<Sealed> {
 /// Seal a tree this process unpacked itself (a verified runtime or npm tarball).
 pub fn seal_unpacked(dir: &Path) -> Result<Sealed> {
     seal_tree(dir, &[nix::unistd::geteuid().as_raw()])
-}
-
-type Visit<'a> = dyn FnMut(&OwnedFd, &Path) -> Result<()> + 'a;
-
-/// Visit every entry of the tree under `fd` (children before their directory), each as a
-/// handle opened relative to its parent's handle, never through a link.
-fn walk(fd: OwnedFd, path: &Path, visit: &mut Visit<'_>) -> Result<()> {
-    let names: Vec<std::ffi::CString> = {
-        let dup = fd.try_clone().context("duplicating a directory handle")?;
-        let mut d =
-            nix::dir::Dir::from_fd(dup).with_context(|| format!("listing {}", path.display()))?;
-        d.iter()
-            .map(|e| e.map(|e| e.file_name().to_owned()))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .with_context(|| format!("listing {}", path.display()))?
-            .into_iter()
-            .filter(|c| c.as_bytes() != b"." && c.as_bytes() != b"..")
-            .collect()
-    };
-    for name in names {
-        let child = path.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
-        let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        match nix::fcntl::openat(&fd, name.as_c_str(), dir_flags, Mode::empty()) {
-            Ok(sub) => walk(sub, &child, visit)?,
-            // Not a directory (or a link to one): a handle on the entry itself.
-            Err(nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP) => {
-                let h = nix::fcntl::openat(
-                    &fd,
-                    name.as_c_str(),
-                    OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .with_context(|| format!("opening {}", child.display()))?;
-                visit(&h, &child)?;
-            }
-            Err(e) => return Err(e).with_context(|| format!("opening {}", child.display())),
-        }
-    }
-    // The directory itself last: its children were reachable through the handle anyway.
-    visit(&fd, path)
 }
 
 /// Owner and type rules of a sealable entry.

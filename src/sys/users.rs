@@ -16,11 +16,9 @@
 
 use crate::error::Failure;
 use anyhow::{Context, Result};
-use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::Mode;
+use nix::fcntl::AtFlags;
 use nix::unistd::{Gid, Uid};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -204,51 +202,11 @@ pub fn owner(p: &Path) -> Result<Option<(u32, u32)>> {
 /// refused: it may be another family's file linked in (under the old shared account any
 /// instance could link any other's files), and chowning it would hand that file over.
 pub fn chown_tree(dir: &Path, from: u32, to: (u32, u32)) -> Result<u64> {
-    let fd = nix::fcntl::open(
-        dir,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .with_context(|| format!("opening {} (a directory, not a link)", dir.display()))?;
     let mut n = 0;
-    walk(fd, dir, from, to, &mut n)?;
+    crate::sys::fdwalk::walk(crate::sys::fdwalk::open_dir(dir)?, dir, &mut |fd, path| {
+        chown_fd(fd, path, from, to, &mut n)
+    })?;
     Ok(n)
-}
-
-fn walk(fd: OwnedFd, path: &Path, from: u32, to: (u32, u32), n: &mut u64) -> Result<()> {
-    chown_fd(&fd, path, from, to, n)?;
-    let names: Vec<std::ffi::CString> = {
-        let dup = fd.try_clone().context("duplicating a directory handle")?;
-        let mut d =
-            nix::dir::Dir::from_fd(dup).with_context(|| format!("listing {}", path.display()))?;
-        d.iter()
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_owned())
-            .filter(|c| c.as_bytes() != b"." && c.as_bytes() != b"..")
-            .collect()
-    };
-    for name in names {
-        let child = path.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
-        let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        match nix::fcntl::openat(&fd, name.as_c_str(), dir_flags, Mode::empty()) {
-            Ok(sub) => walk(sub, &child, from, to, n)?,
-            // Not a directory (or a link to one): take a handle on the entry itself.
-            Err(nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP) => {
-                let h = nix::fcntl::openat(
-                    &fd,
-                    name.as_c_str(),
-                    OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .with_context(|| format!("opening {}", child.display()))?;
-                chown_fd(&h, &child, from, to, n)?;
-            }
-            // Gone since it was listed (the server deleted a temp file): nothing to hand over.
-            Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => return Err(e).with_context(|| format!("opening {}", child.display())),
-        }
-    }
-    Ok(())
 }
 
 fn chown_fd(fd: &OwnedFd, path: &Path, from: u32, to: (u32, u32), n: &mut u64) -> Result<()> {
