@@ -410,9 +410,7 @@ fn run_npm(
         log: layout.logs_dir.join(format!("build-v{vs}.log")),
         timeout: BUILD_TIMEOUT,
     };
-    if !matches!(sandbox, Sandbox::Caller) {
-        build::check_traversable(&[&tc.node, &tc.npm_cli, build_dir, &layout.npm_cache_dir])?;
-    }
+    build::check_traversable(&[&tc.node, &tc.npm_cli, build_dir, &layout.npm_cache_dir])?;
     let result = build::run(sandbox, &cmd)?;
     // The unit has ended: end whatever the build user still runs, then seal. A failed
     // build is discarded whole, so its seal result only matters as a warning.

@@ -1,7 +1,8 @@
-//! Running npm builds without root: a transient systemd unit (DynamicUser, ProtectSystem=
-//! strict) where systemd runs as PID 1, otherwise `setpriv` to the `nobody` user with a
-//! parent-death signal (so killing abssctl also stops the build). Plus the local facts the
-//! runtime choice needs (system node, build tools) and the finishing of a built tree.
+//! Running npm builds without root, as the `abssctl-build` user: a transient systemd unit
+//! (ProtectSystem=strict, only the build dir and the npm cache writable) where systemd runs
+//! as PID 1, otherwise `setpriv` with a parent-death signal (so killing abssctl also stops
+//! the build); then ending the user's processes and sealing the tree (`sys::seal`). Plus
+//! the local facts the runtime choice needs (system node, build tools).
 
 use crate::domain::versions::{self, LocalNode};
 use crate::error::Failure;
@@ -93,8 +94,6 @@ pub enum Sandbox {
     },
     /// `setpriv` to the build user (no systemd as PID 1).
     Setpriv { uid: u32, gid: u32 },
-    /// Not root: npm runs as the caller (only possible when nothing privileged is at stake).
-    Caller,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -107,8 +106,13 @@ impl Sandbox {
     /// Pick the strongest isolation this machine offers; `root` is the layout's root (the
     /// account database the build user is looked up in).
     pub fn detect(root: &Path) -> Result<Sandbox> {
+        // Only root can hand the build dir to the build user and the built tree to root.
         if !crate::sys::privilege::is_root() {
-            return Ok(Sandbox::Caller);
+            return Err(
+                Failure::environment("building an Actual version needs root")
+                    .hint("run it with sudo")
+                    .into(),
+            );
         }
         let accounts = crate::sys::users::Accounts::new(root);
         let acct = match accounts.lookup(BUILD_USER)? {
@@ -146,13 +150,10 @@ impl Sandbox {
         Ok(Sandbox::Setpriv { uid, gid })
     }
 
-    /// The uid/gid builds run as (`None`: the caller's own).
-    pub fn ids(&self) -> Option<(u32, u32)> {
+    /// The uid/gid builds run as.
+    pub fn ids(&self) -> (u32, u32) {
         match self {
-            Sandbox::Transient { uid, gid, .. } | Sandbox::Setpriv { uid, gid } => {
-                Some((*uid, *gid))
-            }
-            Sandbox::Caller => None,
+            Sandbox::Transient { uid, gid, .. } | Sandbox::Setpriv { uid, gid } => (*uid, *gid),
         }
     }
 
@@ -160,16 +161,13 @@ impl Sandbox {
         match self {
             Sandbox::Transient { .. } => format!("{BUILD_USER} in a transient systemd unit"),
             Sandbox::Setpriv { .. } => format!("{BUILD_USER} (setpriv)"),
-            Sandbox::Caller => "the calling user".into(),
         }
     }
 
     /// Hand a directory root has just made (in a parent only root can write) to the build
     /// user, with everything in it, and make it 0700: nobody else may enter it.
     pub fn hand_over(&self, dir: &Path) -> Result<()> {
-        if let Some((uid, gid)) = self.ids() {
-            crate::sys::users::chown_tree(dir, 0, (uid, gid))?;
-        }
+        crate::sys::users::chown_tree(dir, 0, self.ids())?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("setting the mode of {}", dir.display()))
     }
@@ -177,16 +175,12 @@ impl Sandbox {
     /// After a build: end every process of the build user, then seal `dir` (root-owned,
     /// no setuid, nothing writable by others). See `sys::seal`.
     pub fn seal(&self, dir: &Path) -> Result<crate::sys::seal::Sealed> {
-        match self.ids() {
-            Some((uid, _)) => {
-                let killed = crate::sys::seal::end_processes_of(uid)?;
-                if killed > 0 {
-                    tracing::warn!("ended {killed} leftover process(es) of {BUILD_USER}");
-                }
-                crate::sys::seal::seal_tree(dir, &[0, uid])
-            }
-            None => crate::sys::seal::seal_tree(dir, &[nix::unistd::getuid().as_raw()]),
+        let (uid, _) = self.ids();
+        let killed = crate::sys::seal::end_processes_of(uid)?;
+        if killed > 0 {
+            tracing::warn!("ended {killed} leftover process(es) of {BUILD_USER}");
         }
+        crate::sys::seal::seal_tree(dir, &[0, uid])
     }
 }
 
@@ -246,12 +240,11 @@ pub fn ensure_dir_mode(dir: &Path, mode: u32) -> Result<()> {
 /// One that is not exactly that (another owner, a link, group/other bits: e.g. left by an
 /// older release or changed by hand) is not trusted and starts over empty; it is a cache.
 pub fn ensure_owned_dir(sandbox: &Sandbox, dir: &Path) -> Result<()> {
-    let want = sandbox.ids();
+    let (uid, gid) = sandbox.ids();
     match std::fs::symlink_metadata(dir) {
         Ok(md) => {
-            let ok = md.is_dir()
-                && md.mode() & 0o7777 == 0o700
-                && want.is_none_or(|(u, g)| md.uid() == u && md.gid() == g);
+            let ok =
+                md.is_dir() && md.mode() & 0o7777 == 0o700 && md.uid() == uid && md.gid() == gid;
             if ok {
                 return Ok(());
             }
@@ -348,11 +341,6 @@ pub fn run(sandbox: &Sandbox, cmd: &BuildCmd) -> Result<std::result::Result<(), 
             c.args(&cmd.argv);
             spawn_logged(c, cmd)
         }
-        Sandbox::Caller => {
-            let mut c = Command::new(&cmd.argv[0]);
-            c.args(&cmd.argv[1..]);
-            spawn_logged(c, cmd)
-        }
     }
 }
 
@@ -415,12 +403,24 @@ mod tests {
         std::fs::create_dir_all(&c).unwrap();
         std::fs::write(c.join("planted"), b"x").unwrap();
         std::fs::set_permissions(&c, std::fs::Permissions::from_mode(0o777)).unwrap();
-        ensure_owned_dir(&Sandbox::Caller, &c).unwrap();
+        let builder = Sandbox::Setpriv {
+            uid: 4242,
+            gid: 4242,
+        };
+        ensure_owned_dir(&builder, &c).unwrap();
         assert!(!c.join("planted").exists());
-        assert_eq!(std::fs::metadata(&c).unwrap().mode() & 0o7777, 0o700);
+        let md = std::fs::metadata(&c).unwrap();
+        assert_eq!(
+            (md.mode() & 0o7777, md.uid(), md.gid()),
+            (0o700, 4242, 4242)
+        );
         std::fs::write(c.join("kept"), b"x").unwrap();
-        ensure_owned_dir(&Sandbox::Caller, &c).unwrap();
+        ensure_owned_dir(&builder, &c).unwrap();
         assert!(c.join("kept").exists());
+        // Right mode, wrong owner (e.g. a dynamic uid of an older release): starts over.
+        std::os::unix::fs::chown(&c, Some(4343), Some(4343)).unwrap();
+        ensure_owned_dir(&builder, &c).unwrap();
+        assert!(!c.join("kept").exists());
     }
 
     #[test]
