@@ -51,7 +51,6 @@ pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
     }
     // Read-only first, so bad input is exit 2 for anyone; then root and the locks.
     let progress = ctx.ui.progress(ctx.globals.json, ctx.globals.quiet);
-    let vs_of = |r: &vb::Resolution| r.version.to_string();
     if let validate::VersionSpec::Exact(v) = &spec {
         // Installed already: no registry needed to say so (or to switch to it).
         if let Some(m) = read_manifest(&ctx.layout.version_dir(&v.to_string()))? {
@@ -60,7 +59,7 @@ pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
         }
     }
     let res = vb::resolve(ctx, &spec, o.include_prerelease, progress.as_ref())?;
-    let vs = vs_of(&res);
+    let vs = res.version.to_string();
     if let Some(m) = read_manifest(&ctx.layout.version_dir(&vs))? {
         progress.finish();
         return already_installed(ctx, m, o.set_current);
