@@ -221,7 +221,14 @@ fn install_dry_run_plans_the_build_and_writes_nothing() {
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
     let out = abssctl_with_registry(root, &fake_registry())
-        .args(["--json", "--dry-run", "version", "install", "26.9.0"])
+        .args([
+            "--json",
+            "--dry-run",
+            "version",
+            "install",
+            "26.9.0",
+            "--set-current",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

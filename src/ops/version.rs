@@ -109,7 +109,10 @@ pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
         ),
     };
     let mut switched = serde_json::Value::Null;
-    if o.set_current {
+    if o.set_current && staged.manifest.is_none() {
+        // A dry run built nothing to switch to: followers cannot be rendered for it yet.
+        human.push_str("\n  - then move current to it as `version switch` does");
+    } else if o.set_current {
         // The switch path: followers re-rendered, restarted, health-gated, rolled back.
         let sw = crate::ops::version_manage::switch_locked(ctx, &vs)?;
         human.push_str(&format!("; {}", sw.human));
