@@ -10,7 +10,14 @@ pub struct Terminal;
 
 impl crate::ops::ui::Ui for Terminal {
     fn confirm(&self, question: &str) -> Result<bool> {
-        confirm(question)
+        confirm(question, false)
+    }
+    fn interactive(&self) -> bool {
+        use std::io::IsTerminal;
+        std::io::stdin().is_terminal()
+    }
+    fn ask(&self, question: &str, default: bool) -> Result<bool> {
+        confirm(question, default)
     }
     fn progress(&self, json: bool, quiet: bool) -> Box<dyn crate::ops::ui::Progress> {
         Box::new(Progress::new(json, quiet))
@@ -19,14 +26,14 @@ impl crate::ops::ui::Ui for Terminal {
 
 /// Ask a yes/no question on the terminal; without a terminal the answer is no (scripts
 /// must say --yes explicitly).
-fn confirm(question: &str) -> Result<bool> {
+fn confirm(question: &str, default: bool) -> Result<bool> {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() {
         return Ok(false);
     }
     dialoguer::Confirm::new()
         .with_prompt(question)
-        .default(false)
+        .default(default)
         .interact()
         .context("reading the answer")
 }

@@ -20,6 +20,13 @@ pub trait Ui: std::fmt::Debug {
     /// Ask a yes/no question; without a person to answer, the answer is no (scripts must
     /// say --yes explicitly).
     fn confirm(&self, question: &str) -> Result<bool>;
+    /// Whether a person can answer questions (stdin is a terminal). A command that must
+    /// not guess (a backup offered before a destructive change) refuses to run without
+    /// one unless the flags say what to do.
+    fn interactive(&self) -> bool;
+    /// Ask a yes/no question whose default (Enter) is `default`; without a person, the
+    /// answer is no.
+    fn ask(&self, question: &str, default: bool) -> Result<bool>;
     /// A progress reporter; `json` / `quiet`: stdout is a document, or the caller asked
     /// for silence.
     fn progress(&self, json: bool, quiet: bool) -> Box<dyn Progress>;
@@ -41,6 +48,12 @@ impl Ui for Headless {
     fn confirm(&self, question: &str) -> Result<bool> {
         tracing::info!("not confirmed (no terminal): {question}");
         Ok(false)
+    }
+    fn interactive(&self) -> bool {
+        false
+    }
+    fn ask(&self, question: &str, _default: bool) -> Result<bool> {
+        self.confirm(question)
     }
     fn progress(&self, _json: bool, _quiet: bool) -> Box<dyn Progress> {
         Box::new(Headless)

@@ -1,4 +1,5 @@
-//! Backup use cases: create (`create.rs`), list / show / verify (`query.rs`). Shared here:
+//! Backup use cases: create (`create.rs`), list / show / verify (`query.rs`), the backup
+//! offered before a risky change (`safety.rs`). Shared here:
 //! reading and writing the index.
 //!
 //! The index is read without a lock (it is replaced by rename: a reader sees a whole
@@ -14,6 +15,7 @@ use anyhow::{Result, bail};
 pub mod create;
 pub mod delete;
 pub mod query;
+pub mod safety;
 
 /// The index as it is on disk (absent: empty).
 pub fn load_index(ctx: &Ctx) -> Result<Index> {

@@ -1,0 +1,127 @@
+//! The backup offered before a change that can lose or rewrite an instance's data (spec
+//! "Safety", ADR-016/026): `instance delete`, `rename`, `set-version`, `version switch`,
+//! `backup restore` over existing data.
+//!
+//! The choice comes from `--backup` / `--no-backup`; without either, a person at a
+//! terminal is asked (default yes: the safe answer is the one Enter gives), and a run
+//! without a terminal is refused with exit 2 naming both flags. `--yes` answers the
+//! question with its default, but only where there is someone who could have answered
+//! it: a script must say which it wants, because "no backup" must never be the silent
+//! outcome of automation, and "a backup" may fill a disk nobody is watching.
+//!
+//! Call [`before`] BEFORE the command takes its own locks: the backup takes the global and
+//! the instance lock itself (flock locks are per open file, so taking them again while
+//! the caller holds them would wait on itself).
+
+use super::create::{self, CreateArgs, Created};
+use crate::domain::txn::PlannedAction;
+use crate::error::Failure;
+use crate::ops::Ctx;
+use anyhow::Result;
+
+/// What the flags said about the offered backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Neither flag: ask the person at the terminal.
+    Ask,
+    /// `--backup`: take it without asking.
+    Take,
+    /// `--no-backup`: go on without one.
+    Skip,
+}
+
+impl Offer {
+    /// From the two flags (clap makes them conflict, so both is not a case).
+    pub fn from_flags(backup: bool, no_backup: bool) -> Offer {
+        match (backup, no_backup) {
+            (true, _) => Offer::Take,
+            (false, true) => Offer::Skip,
+            (false, false) => Offer::Ask,
+        }
+    }
+}
+
+/// The `reason` recorded in the index for a backup taken before `action`
+/// (e.g. `pre-delete`, `pre-switch-version`).
+pub fn reason(action: &str) -> String {
+    format!("pre-{action}")
+}
+
+/// Decide whether to back up `instances` before `action` (a word for the prompt and the
+/// reason, e.g. "delete", "switch-version"), and take the backups. `what` says the change
+/// in the prompt ("delete instance 'a'"). Returns the backups made (none for a dry run,
+/// which plans them, or when skipped). Validation only (no change) until the first
+/// backup is written; a failed backup stops the command before its change.
+pub fn before(
+    ctx: &mut Ctx,
+    instances: &[String],
+    action: &str,
+    what: &str,
+    offer: Offer,
+) -> Result<Vec<Created>> {
+    if instances.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names = instances
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let dest = ctx.layout.backups_root.display().to_string();
+    let take = match offer {
+        Offer::Take => true,
+        Offer::Skip => false,
+        Offer::Ask if !ctx.ui.interactive() => {
+            return Err(Failure::validation(format!(
+                "{what} offers a backup of {names} first, and there is no terminal to ask"
+            ))
+            .hint(format!(
+                "say --backup (archive to {dest}) or --no-backup (go on without one)"
+            ))
+            .into());
+        }
+        Offer::Ask if ctx.globals.yes || ctx.globals.dry_run => true,
+        Offer::Ask => ctx.ui.ask(
+            &format!(
+                "Before you {what}: back up {names} to {dest} (restore with abssctl backup restore)?"
+            ),
+            true,
+        )?,
+    };
+    if !take {
+        ctx.op.warnings.push(format!(
+            "no backup of {names} was taken before {action} (declined)"
+        ));
+        return Ok(Vec::new());
+    }
+    if ctx.globals.dry_run {
+        for n in instances {
+            ctx.op.planned.push(PlannedAction {
+                action: "backup_create".into(),
+                description: format!(
+                    "back up '{n}' to {}/{n} first (reason {})",
+                    dest,
+                    reason(action)
+                ),
+                irreversible: false,
+            });
+        }
+        return Ok(Vec::new());
+    }
+    let mut made = Vec::new();
+    for n in instances {
+        let args = CreateArgs {
+            instance: Some(n.clone()),
+            message: format!("taken before {what}"),
+            reason: Some(reason(action)),
+            ..CreateArgs::default()
+        };
+        let mut r = create::create(ctx, &args).map_err(|e| {
+            e.context(format!(
+                "the backup before {action} failed, so nothing was changed (or say --no-backup)"
+            ))
+        })?;
+        made.append(&mut r.backups);
+    }
+    Ok(made)
+}
