@@ -22,4 +22,5 @@ pub mod secret;
 pub mod statefile;
 pub mod systemd;
 pub mod tls;
+pub mod unpack;
 pub mod users;
