@@ -4,7 +4,7 @@ use crate::cli::Report;
 use crate::cli::output::table;
 use crate::domain::backup::Entry;
 use crate::ops::Ctx;
-use crate::ops::backup::{create, delete, query};
+use crate::ops::backup::{create, delete, query, restore, safety};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -30,6 +30,32 @@ pub enum BackupCmd {
     },
     /// Delete a backup: its archive, its .sha256 and its index entry (asks first).
     Delete { id: String },
+    /// Put a backup's data back: in place (stop, swap, start, health gate; undone on any
+    /// failure), or as a new instance beside the live one with --as.
+    Restore(RestoreCli),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreCli {
+    /// The backup to restore (see: abssctl backup list).
+    pub id: String,
+    /// Restore into a NEW instance of this name (own port, unit and vhost) instead of
+    /// over the backup's instance.
+    #[arg(long = "as", value_name = "NEW_NAME")]
+    pub as_name: Option<String>,
+    /// With --as: the new instance's domain (default: the backup's, if no instance uses
+    /// it, else NEW_NAME.<backup's domain>).
+    #[arg(long, requires = "as_name")]
+    pub domain: Option<String>,
+    /// With --as: the new instance's loopback port (default: the next free one).
+    #[arg(long, requires = "as_name")]
+    pub port: Option<u16>,
+    /// In place: back up the data being replaced first (to the backups root).
+    #[arg(long, conflicts_with = "no_backup")]
+    pub backup: bool,
+    /// In place: replace the data without a backup of it.
+    #[arg(long)]
+    pub no_backup: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -76,6 +102,7 @@ impl BackupCmd {
             BackupCmd::Show { .. } => "show",
             BackupCmd::Verify { .. } => "verify",
             BackupCmd::Delete { .. } => "delete",
+            BackupCmd::Restore(_) => "restore",
         }
     }
 }
@@ -235,6 +262,7 @@ pub fn run(ctx: &mut Ctx, cmd: &BackupCmd) -> anyhow::Result<Report> {
             };
             Ok(Report::new(&r, human)?.changed(!r.dry_run))
         }
+        BackupCmd::Restore(r) => restore_cmd(ctx, r),
         BackupCmd::Delete { id } => {
             let d = delete::delete(ctx, id)?;
             let files = d
@@ -251,4 +279,45 @@ pub fn run(ctx: &mut Ctx, cmd: &BackupCmd) -> anyhow::Result<Report> {
             Ok(Report::new(&d, human)?.changed(!d.dry_run))
         }
     }
+}
+
+fn restore_cmd(ctx: &mut Ctx, r: &RestoreCli) -> anyhow::Result<Report> {
+    let args = restore::RestoreArgs {
+        id: r.id.clone(),
+        as_name: r.as_name.clone(),
+        domain: r.domain.clone(),
+        port: r.port,
+        offer: safety::Offer::from_flags(r.backup, r.no_backup),
+    };
+    let res = restore::restore(ctx, &args)?;
+    let human = if res.dry_run {
+        let steps = res
+            .planned_actions
+            .iter()
+            .map(|a| format!("  - {}", a.description))
+            .collect::<Vec<_>>()
+            .join("\n");
+        format!("dry run, would restore backup {}:\n{steps}", res.id)
+    } else {
+        let mut s = format!(
+            "restored backup {} {} '{}' ({} files, {}): Actual {} on port {}, https://{}/",
+            res.id,
+            if res.mode == "in-place" {
+                "into"
+            } else {
+                "as new instance"
+            },
+            res.instance,
+            res.files,
+            mb(res.data_bytes),
+            res.version,
+            res.port,
+            res.domain
+        );
+        if let Some(b) = &res.pre_restore_backup {
+            s.push_str(&format!("\nthe replaced data is in backup {b}"));
+        }
+        s
+    };
+    Ok(Report::new(&res, human)?.changed(res.changed))
 }

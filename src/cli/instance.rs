@@ -271,6 +271,7 @@ pub fn run(ctx: &mut Ctx, cmd: &InstanceCmd) -> anyhow::Result<Report> {
                     (None, true) => Some(PasswordSource::Stdin),
                     (None, false) => None,
                 },
+                restored_data: None,
             };
             let r = ops::instance::create::create(ctx, &args)?;
             let human = if r.dry_run {

@@ -15,6 +15,8 @@ use anyhow::{Result, bail};
 pub mod create;
 pub mod delete;
 pub mod query;
+pub mod restore;
+pub mod restore_as;
 pub mod safety;
 
 /// The index as it is on disk (absent: empty).

@@ -38,6 +38,10 @@ pub struct CreateArgs {
     pub version: Option<String>,
     pub https_port: Option<u16>,
     pub password: Option<PasswordSource>,
+    /// A data directory restored from a backup (`backup restore --as`), staged by the
+    /// caller on the instance root's filesystem, owned by root: moved into place as the
+    /// new instance's data instead of an empty one, and handed to its account.
+    pub restored_data: Option<PathBuf>,
 }
 
 /// `instance create --json`.
@@ -87,7 +91,13 @@ fn bootstrap(port: u16, password: &str) -> Result<Option<String>> {
 /// the second undoes the first (one step with two effects left a half-made instance dir).
 /// They come after the account step (the ids are read when they apply). Undo removes only
 /// what this run created.
-fn step_dirs<'a>(plan: &mut Plan<'a>, layout: &Layout, name: &str, user: String) {
+fn step_dirs<'a>(
+    plan: &mut Plan<'a>,
+    layout: &Layout,
+    name: &str,
+    user: String,
+    restored: Option<PathBuf>,
+) {
     let root = layout.instance_root.clone();
     let dir = layout.instance_dir(name);
     let data = layout.data_dir(name);
@@ -117,6 +127,33 @@ fn step_dirs<'a>(plan: &mut Plan<'a>, layout: &Layout, name: &str, user: String)
                 })
             },
         );
+    }
+    if let Some(from) = restored {
+        plan.step(
+            "data_restore",
+            format!(
+                "move the restored data {} to {} and give it to {user}",
+                from.display(),
+                data.display()
+            ),
+            move || {
+                let (uid, gid) = ids(&accounts, &user)?;
+                sys::instdir::rename_dir(&from, &data)?;
+                // Undo moves it back (the caller discards its staging either way).
+                let back = move |from: &std::path::Path, data: &std::path::Path| {
+                    sys::users::chown_tree(data, uid, (0, 0))?;
+                    sys::instdir::rename_dir(data, from)
+                };
+                if let Err(e) = sys::users::chown_tree(&data, 0, (uid, gid)) {
+                    return Err(match back(&from, &data) {
+                        Ok(()) => e,
+                        Err(b) => e.context(format!("and moving it back failed: {b:#}")),
+                    });
+                }
+                txn::undo(move || back(&from, &data))
+            },
+        );
+        return;
     }
     plan.step(
         "data_dir",
@@ -247,7 +284,13 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
     adopt.plan_account(&mut plan);
     // Data kept by a delete from before per-instance accounts is handed over first.
     adopt.plan_data_owner(&mut plan);
-    step_dirs(&mut plan, &layout, &name_s, adopt.user().to_string());
+    step_dirs(
+        &mut plan,
+        &layout,
+        &name_s,
+        adopt.user().to_string(),
+        args.restored_data.clone(),
+    );
     step_dropin(
         &mut plan,
         &sd,
@@ -355,6 +398,24 @@ fn check(
         ))
         .hint("give each instance its own domain")
         .into());
+    }
+    if args.restored_data.is_some() {
+        if before.instances.iter().any(|i| i.name == name_s) {
+            return Err(
+                Failure::validation(format!("instance '{name_s}' already exists"))
+                    .hint("restore as a new name (--as NAME), or in place without --as")
+                    .into(),
+            );
+        }
+        let data = ctx.layout.data_dir(&name_s);
+        if sys::instdir::exists(&data) {
+            return Err(Failure::validation(format!(
+                "{} exists (data kept from a deleted instance '{name_s}')",
+                data.display()
+            ))
+            .hint("restore under another name, or move that directory away first")
+            .into());
+        }
     }
     if let Some(existing) = before.instances.iter().find(|i| i.name == name_s) {
         let same = existing.domain == domain.as_str()
