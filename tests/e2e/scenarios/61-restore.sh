@@ -1,0 +1,121 @@
+#!/bin/bash
+# e2e-network: host  (ct_seed_version installs Actual when this package has no cached tree)
+#
+# Backups restore (issue 9): the official client `@actual-app/api` writes budget A through
+# the vhost, a backup is taken, the client writes budget B, then
+#   - `backup restore <first> --backup --yes` puts the instance back to its first moment:
+#     a fresh client downloads A's transactions, B is gone from the server, and a
+#     pre-restore backup of the replaced data (A and B) is in the index;
+#   - `backup restore <pre-restore> --as copy --domain copy.e2e.test` serves that later
+#     moment as a NEW instance beside the live one: A and B through https://copy.e2e.test/;
+#   - the live instance still has only A (the copy has its own data, account and port).
+# Then a fault on the real box: a flipped byte in an archive is refused before the
+# instance is touched (same main pid, same data) and the index marks it corrupt.
+set -euo pipefail
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/../lib.sh"
+
+VERSION=26.9.0 # the version 30, 40 and 50 use: the seeded tree and the client are shared
+DOMAIN=restore.e2e.test
+COPY=copy.e2e.test
+CLIENT_SRC=$E2E_DIR/client
+
+step "TLS and names for $DOMAIN and $COPY; Actual $VERSION current"
+must "self-signed /etc/ssl/private/cert.{pem,key}" in_ct_sh "
+    install -d -m 0700 /etc/ssl/private
+    cd /etc/ssl/private
+    openssl req -x509 -nodes -newkey rsa:2048 -sha256 -days 3650 -subj /CN=$DOMAIN \
+        -addext subjectAltName=DNS:$DOMAIN,DNS:$COPY -keyout cert.key -out cert.crt 2>/dev/null
+    cat cert.crt cert.key > cert.pem
+    chmod 0400 cert.pem cert.key
+    cp cert.crt /root/e2e-ca.crt
+    printf '127.0.0.1 %s %s\n' $DOMAIN $COPY >> /etc/hosts"
+ct_seed_version "$VERSION"
+must "abssctl version switch $VERSION makes it current" in_ct abssctl -y version switch "$VERSION"
+head -c 18 /dev/urandom | base64 >"$CT_SHARE/password"
+must "instance create fam --domain $DOMAIN --password-file" \
+    in_ct abssctl instance create fam --domain "$DOMAIN" --password-file /share/password
+
+step "the official client @actual-app/api $VERSION"
+cp "$CLIENT_SRC/client.mjs" "$CT_SHARE/client.mjs"
+cp "$CLIENT_SRC/package.json" "$CT_SHARE/client-package.json"
+RT=$(in_ct_sh 'ls -d /srv/app/runtimes/node-v22* | tail -1')
+npm_install_clients() {
+    in_ct_sh '
+    rt=$(ls -d /srv/app/runtimes/node-v22* | tail -1)
+    npmcli=$(ls -d /srv/app/runtimes/npm-v*/bin/npm-cli.js | tail -1)
+    mkdir -p /root/client && cp /share/client-package.json /root/client/package.json
+    cd /root/client
+    ${ABSSCTL_NPM_REGISTRY:+export npm_config_registry=$ABSSCTL_NPM_REGISTRY}
+    PATH=$rt/bin:$PATH npm_config_nodedir=$rt npm_config_build_from_source=true \
+        "$rt/bin/node" "$npmcli" install --omit=dev --no-audit --no-fund >/root/client/npm.log 2>&1 ||
+        { tail -20 /root/client/npm.log; exit 1; }'
+}
+# Same cache key as scenario 40: the clients are built once per run (or come from the cache).
+ct_cached clients "$(cat "$CLIENT_SRC/package.json") $RT" /root/client npm_install_clients
+must "the client and the runtime link in place" in_ct_sh '
+    cp /share/client.mjs /root/client/ && cp /share/client-package.json /root/client/package.json
+    rt=$(ls -d /srv/app/runtimes/node-v22* | tail -1)
+    ln -sfn "$rt/bin/node" /root/client/node'
+client() {
+    in_ct env ACTUAL_URL="$1" ACTUAL_PASSWORD_FILE=/share/password ACTUAL_API_DIR=/root/client \
+        ACTUAL_API_PKG="api-$VERSION" NODE_EXTRA_CA_CERTS=/root/e2e-ca.crt \
+        /root/client/node /root/client/client.mjs "${@:2}"
+}
+# write_budget <label>: prints "<syncId> <accountId>" of a new budget of 5 transactions
+write_budget() {
+    local out
+    out=$(client "https://$DOMAIN/" write "$1" 2>"$CT_SHARE/client-$1.err") || { tail -20 "$CT_SHARE/client-$1.err" >&2; return 1; }
+    jq -r '"\(.syncId) \(.accountId)"' <<<"$out"
+}
+# reads <domain> <syncId> <accountId> <label>: a fresh client downloads exactly its 5
+reads() { client "https://$1/" read "$2" "$3" 5 "$4" >/dev/null 2>"$CT_SHARE/read.err"; }
+# fails <command...>: the command fails (for check)
+fails() { ! "$@"; }
+# backup_id <reason>: the newest backup of that reason
+backup_id() { in_ct abssctl backup list --json | jq -r --arg r "$1" '[.backups[] | select(.reason == $r)] | last | .id'; }
+
+step "budget A, a backup, then budget B"
+read -r A_SYNC A_ACCT < <(write_budget e2e61a) || die "the client could not write budget A"
+check "a fresh client reads A" reads "$DOMAIN" "$A_SYNC" "$A_ACCT" e2e61a
+must "backup create fam" in_ct abssctl backup create fam --reason manual -m "after A"
+FIRST=$(backup_id manual)
+read -r B_SYNC B_ACCT < <(write_budget e2e61b) || die "the client could not write budget B"
+check "a fresh client reads B" reads "$DOMAIN" "$B_SYNC" "$B_ACCT" e2e61b
+
+step "restore in place: back to the moment of the first backup"
+check "no terminal, no --backup/--no-backup: exit 2, nothing changed" in_ct_sh \
+    "rc=0; abssctl --yes backup restore $FIRST || rc=\$?; test \$rc -eq 2"
+must "backup restore $FIRST --backup --yes" in_ct abssctl --yes backup restore "$FIRST" --backup
+check "A is there" reads "$DOMAIN" "$A_SYNC" "$A_ACCT" e2e61a
+check "B is gone: a fresh client cannot download it" fails reads "$DOMAIN" "$B_SYNC" "$B_ACCT" e2e61b
+PRE=$(backup_id pre-restore)
+check "a pre-restore backup of the replaced data is in the index" test -n "$PRE" -a "$PRE" != null
+check "the data dir is fam's account's, 0700, no staging left" in_ct_sh '
+    test "$(stat -c %U:%a /srv/fam/data)" = actual-fam:700
+    test -z "$(find /srv/fam/data ! -user actual-fam)"
+    ! ls -d /srv/fam/.abssctl-restore-* 2>/dev/null'
+
+step "restore --as copy: the later moment beside the live instance"
+must "backup restore $PRE --as copy --domain $COPY" in_ct abssctl backup restore "$PRE" --as copy --domain "$COPY"
+check "copy serves A" reads "$COPY" "$A_SYNC" "$A_ACCT" e2e61a
+check "copy serves B" reads "$COPY" "$B_SYNC" "$B_ACCT" e2e61b
+check "copy has its own account and port" in_ct_sh '
+    test "$(stat -c %U /srv/copy/data)" = actual-copy
+    abssctl instance list --json | jq -e "[.instances[] | .port] | unique | length == 2" >/dev/null'
+check "the live instance does not have B" fails reads "$DOMAIN" "$B_SYNC" "$B_ACCT" e2e61b
+
+step "faults: a flipped byte is refused before the instance is touched"
+ARCH=$(in_ct abssctl backup show "$FIRST" --json | jq -r .backup.archive_path)
+must "flip one byte in the middle of $FIRST's archive" in_ct perl -e '
+    open(F, "+<", $ARGV[0]) or die $!; my $n = -s F; seek(F, $n / 2, 0); read(F, my $c, 1);
+    seek(F, $n / 2, 0); print F chr(ord($c) ^ 1); close(F) or die $!' "$ARCH"
+PID_BEFORE=$(in_ct systemctl show -p MainPID --value actual-sync@fam.service)
+check "restore of the damaged archive exits 3 naming it corrupt" in_ct_sh "
+    rc=0; out=\$(abssctl --yes backup restore $FIRST --no-backup 2>&1) || rc=\$?
+    echo \"\$out\" | grep -q 'is corrupt' && test \$rc -eq 3"
+check "the instance was not stopped (same main pid)" test "$(in_ct systemctl show -p MainPID --value actual-sync@fam.service)" = "$PID_BEFORE"
+check "A still served" reads "$DOMAIN" "$A_SYNC" "$A_ACCT" e2e61a
+check "the index marks it corrupt" in_ct_sh "abssctl backup show $FIRST --json | jq -e '.backup.status == \"corrupt\"' >/dev/null"
+
+scenario_end
