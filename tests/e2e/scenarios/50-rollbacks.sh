@@ -4,7 +4,7 @@
 # Rollbacks on the real machine (issue 8 item 7): a failpoints build of abssctl
 # (`cargo build --features failpoints`, its own target dir, never the packaged binary) is put
 # beside the shipped one as /usr/local/sbin/abssctl-fp. For every step k of instance create,
-# set-port, set-domain, set-version, version switch, rename and delete (the steps taken
+# set-port, set-domain, set-version, version switch, rename, delete and backup restore (the steps taken
 # from the command's own `--dry-run --json` plan, so the matrix grows with the code), the
 # command is made to fail right after step k applied (FAILPOINTS=txn-after-step-<k>=return:
 # step k's own undo runs too) against real systemd, nginx and Actual servers, and:
@@ -182,6 +182,11 @@ matrix() {
 SERVING=("5000 alpha.test" "5001 beta.test")
 matrix "instance create gamma" instance create gamma --domain gamma.test --port 5002 --password-file /share/pw
 matrix "instance set-port alpha 5070" instance set-port alpha 5070
+# backup restore in place: every step (stop, swap, drop-in, start) undone back to alpha's
+# own data, byte for byte (the snapshot hashes srv/alpha), and alpha serving it again.
+must "a backup of alpha to restore" in_ct abssctl backup create alpha
+RESTORE_ID=$(in_ct abssctl --json backup list alpha | jq -r '.backups[-1].id')
+matrix "backup restore $RESTORE_ID (alpha, in place)" backup restore "$RESTORE_ID" --no-backup
 matrix "instance set-domain alpha" instance set-domain alpha alpha2.test
 matrix "instance set-version alpha $ALIAS" instance set-version alpha "$ALIAS"
 matrix "version switch $ALIAS (alpha and beta follow)" version switch "$ALIAS"
