@@ -4,7 +4,7 @@ use crate::cli::Report;
 use crate::cli::output::table;
 use crate::domain::backup::Entry;
 use crate::ops::Ctx;
-use crate::ops::backup::{create, delete, query, restore, safety};
+use crate::ops::backup::{create, delete, prune, query, restore, safety};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -33,6 +33,34 @@ pub enum BackupCmd {
     /// Put a backup's data back: in place (stop, swap, start, health gate; undone on any
     /// failure), or as a new instance beside the live one with --as.
     Restore(RestoreCli),
+    /// Delete the backups a retention policy does not keep (shows them and asks; the
+    /// newest sound backup of an instance is always kept).
+    Prune(PruneCli),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneCli {
+    /// Only this instance's backups.
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    pub instance: Option<String>,
+    /// Every instance's backups, each by the same rules.
+    #[arg(long)]
+    pub all: bool,
+    /// Keep the N newest.
+    #[arg(long = "keep", value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N days that have one (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Only backups older than this are deleted (90m, 12h, 30d, 2w).
+    #[arg(long, value_name = "AGE")]
+    pub older_than: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +131,7 @@ impl BackupCmd {
             BackupCmd::Verify { .. } => "verify",
             BackupCmd::Delete { .. } => "delete",
             BackupCmd::Restore(_) => "restore",
+            BackupCmd::Prune(_) => "prune",
         }
     }
 }
@@ -263,6 +292,7 @@ pub fn run(ctx: &mut Ctx, cmd: &BackupCmd) -> anyhow::Result<Report> {
             Ok(Report::new(&r, human)?.changed(!r.dry_run))
         }
         BackupCmd::Restore(r) => restore_cmd(ctx, r),
+        BackupCmd::Prune(p) => prune_cmd(ctx, p),
         BackupCmd::Delete { id } => {
             let d = delete::delete(ctx, id)?;
             let files = d
@@ -320,4 +350,48 @@ fn restore_cmd(ctx: &mut Ctx, r: &RestoreCli) -> anyhow::Result<Report> {
         s
     };
     Ok(Report::new(&res, human)?.changed(res.changed))
+}
+
+fn prune_cmd(ctx: &mut Ctx, p: &PruneCli) -> anyhow::Result<Report> {
+    let args = prune::PruneArgs {
+        instance: p.instance.clone(),
+        all: p.all,
+        policy: crate::domain::retention::Policy {
+            keep_last: p.keep_last,
+            keep_daily: p.keep_daily,
+            keep_weekly: p.keep_weekly,
+            keep_monthly: p.keep_monthly,
+            older_than: p
+                .older_than
+                .as_deref()
+                .map(crate::domain::retention::parse_age)
+                .transpose()?,
+        },
+    };
+    let r = prune::prune(ctx, &args)?;
+    let mut lines: Vec<String> = r
+        .deleted
+        .iter()
+        .map(|d| format!("  delete {} ({}, {})", d.id, d.created_at, mb(d.size_bytes)))
+        .collect();
+    lines.extend(
+        r.kept
+            .iter()
+            .map(|k| format!("  keep   {} ({})", k.id, k.reasons.join("; "))),
+    );
+    let head = if r.dry_run {
+        format!(
+            "dry run, would delete {} backups ({}):",
+            r.deleted.len(),
+            mb(r.bytes_freed)
+        )
+    } else {
+        format!(
+            "deleted {} backups ({} freed):",
+            r.deleted.len(),
+            mb(r.bytes_freed)
+        )
+    };
+    let changed = !r.dry_run && !r.deleted.is_empty();
+    Ok(Report::new(&r, format!("{head}\n{}", lines.join("\n")))?.changed(changed))
 }

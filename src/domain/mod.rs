@@ -6,6 +6,7 @@ pub mod config;
 pub mod instance;
 pub mod layout;
 pub mod render;
+pub mod retention;
 pub mod state;
 pub mod txn;
 pub mod validate;

@@ -14,6 +14,7 @@ use anyhow::{Result, bail};
 
 pub mod create;
 pub mod delete;
+pub mod prune;
 pub mod query;
 pub mod restore;
 pub mod restore_as;
