@@ -48,6 +48,9 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
+/// The bucket a backup's (UTC) time falls in, for one GFS rule.
+type BucketKey = fn(OffsetDateTime) -> String;
+
 /// Decide for the backups of ONE instance (any order in; newest first out).
 pub fn select(entries: &[&Entry], policy: &Policy, now: OffsetDateTime) -> Vec<Decision> {
     let mut sorted: Vec<&Entry> = entries.to_vec();
@@ -69,7 +72,7 @@ pub fn select(entries: &[&Entry], policy: &Policy, now: OffsetDateTime) -> Vec<D
             d.reasons.push(format!("one of the last {n}"));
         }
     }
-    let buckets: [(Option<u32>, &str, fn(OffsetDateTime) -> String); 3] = [
+    let buckets: [(Option<u32>, &str, BucketKey); 3] = [
         (policy.keep_daily, "daily", |t| {
             format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
         }),
