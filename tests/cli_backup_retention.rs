@@ -224,3 +224,111 @@ fn a_broken_index_is_exit_2_and_untouched() {
     assert!(err.contains("backups.json"), "{err}");
     assert_eq!(std::fs::read(index_path(root)).unwrap(), b"{ not json");
 }
+
+#[test]
+fn reconcile_adds_orphans_marks_missing_removes_leftovers_and_reports_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let ids = four_backups(root);
+    let dir = root.join("srv/backups/budget");
+    let orphan_entry = {
+        let idx: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(index_path(root)).unwrap()).unwrap();
+        idx["backups"][1].clone()
+    };
+    // The index loses ids[1] (its archive stays: an orphan), ids[2]'s archive is gone,
+    // an interrupted create left a temp archive and a staging dir, and a stranger file.
+    let mut idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(index_path(root)).unwrap()).unwrap();
+    idx["backups"].as_array_mut().unwrap().remove(1);
+    std::fs::write(index_path(root), serde_json::to_vec_pretty(&idx).unwrap()).unwrap();
+    std::fs::remove_file(archive(root, &ids[2])).unwrap();
+    std::fs::write(dir.join(".abssctl-x1y2.partial"), b"half").unwrap();
+    std::fs::create_dir(dir.join(".abssctl-staging-abc")).unwrap();
+    std::fs::write(dir.join(".abssctl-staging-abc/db-1.sqlite"), b"db").unwrap();
+    std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
+    // A fake archive with no entry: its manifest cannot be read.
+    std::fs::write(dir.join("20260101-000000-budget-ffffff.tar.zst"), b"junk").unwrap();
+
+    let r = json_ok(
+        &abssctl(root)
+            .args([
+                "--dry-run",
+                "--json",
+                "backup",
+                "reconcile",
+                "--instance",
+                "budget",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r["added"], serde_json::json!([ids[1]]));
+    assert!(
+        dir.join(".abssctl-x1y2.partial").exists(),
+        "a dry run removes nothing"
+    );
+    assert_eq!(ids_in_index(root).len(), 3);
+
+    let r = json_ok(
+        &abssctl(root)
+            .args(["--json", "backup", "reconcile", "--all"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r["added"], serde_json::json!([ids[1]]), "{r}");
+    assert_eq!(r["marked_missing"], serde_json::json!([ids[2]]), "{r}");
+    assert_eq!(r["removed"].as_array().unwrap().len(), 2, "{r}");
+    let left: Vec<String> = r["left_alone"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["path"].as_str().unwrap().to_string())
+        .collect();
+    assert!(left.iter().any(|p| p.ends_with("notes.txt")), "{left:?}");
+    assert!(
+        left.iter().any(|p| p.ends_with("ffffff.tar.zst")),
+        "{left:?}"
+    );
+    assert!(!dir.join(".abssctl-x1y2.partial").exists());
+    assert!(!dir.join(".abssctl-staging-abc").exists());
+    assert_eq!(std::fs::read(dir.join("notes.txt")).unwrap(), b"mine");
+    assert!(dir.join("20260101-000000-budget-ffffff.tar.zst").exists());
+
+    // The orphan is back with the checksum and size of its file; verify agrees.
+    let s = json_ok(
+        &abssctl(root)
+            .args(["backup", "show", &ids[1], "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        s["backup"]["checksum_sha256"],
+        orphan_entry["checksum_sha256"]
+    );
+    assert_eq!(s["backup"]["size_bytes"], orphan_entry["size_bytes"]);
+    assert_eq!(s["backup"]["reason"], "reconciled");
+    let (rc, _, err) = run(root, &["backup", "verify", &ids[1]]);
+    assert_eq!(rc, Some(0), "{err}");
+    let s = json_ok(
+        &abssctl(root)
+            .args(["backup", "show", &ids[2], "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(s["backup"]["status"], "missing");
+
+    // Again: nothing more to do.
+    let r = json_ok(
+        &abssctl(root)
+            .args(["--json", "backup", "reconcile", "--all"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        r["added"].as_array().unwrap().is_empty()
+            && r["marked_missing"].as_array().unwrap().is_empty()
+            && r["removed"].as_array().unwrap().is_empty(),
+        "{r}"
+    );
+}

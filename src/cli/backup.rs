@@ -4,7 +4,7 @@ use crate::cli::Report;
 use crate::cli::output::table;
 use crate::domain::backup::Entry;
 use crate::ops::Ctx;
-use crate::ops::backup::{create, delete, prune, query, restore, safety};
+use crate::ops::backup::{create, delete, prune, query, reconcile, restore, safety};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -36,6 +36,16 @@ pub enum BackupCmd {
     /// Delete the backups a retention policy does not keep (shows them and asks; the
     /// newest sound backup of an instance is always kept).
     Prune(PruneCli),
+    /// Make the index agree with the backup directories: add archives it lost, mark
+    /// missing ones, remove leftovers of interrupted creates; report anything else.
+    Reconcile {
+        /// Only this instance's directory and entries.
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        instance: Option<String>,
+        /// Every instance's.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +142,7 @@ impl BackupCmd {
             BackupCmd::Delete { .. } => "delete",
             BackupCmd::Restore(_) => "restore",
             BackupCmd::Prune(_) => "prune",
+            BackupCmd::Reconcile { .. } => "reconcile",
         }
     }
 }
@@ -293,6 +304,39 @@ pub fn run(ctx: &mut Ctx, cmd: &BackupCmd) -> anyhow::Result<Report> {
         }
         BackupCmd::Restore(r) => restore_cmd(ctx, r),
         BackupCmd::Prune(p) => prune_cmd(ctx, p),
+        BackupCmd::Reconcile { instance, all } => {
+            let r = reconcile::reconcile(ctx, instance.as_deref(), *all)?;
+            let mut lines = Vec::new();
+            let verb = if r.dry_run { "would " } else { "" };
+            lines.extend(
+                r.added
+                    .iter()
+                    .map(|i| format!("  {verb}add {i} to the index")),
+            );
+            lines.extend(
+                r.marked_missing
+                    .iter()
+                    .map(|i| format!("  {verb}mark {i} missing")),
+            );
+            lines.extend(
+                r.removed
+                    .iter()
+                    .map(|p| format!("  {verb}remove leftover {}", p.display())),
+            );
+            lines.extend(
+                r.left_alone
+                    .iter()
+                    .map(|l| format!("  left alone {}: {}", l.path.display(), l.why)),
+            );
+            let human = if lines.is_empty() {
+                "index and backup directories agree".to_string()
+            } else {
+                lines.join("\n")
+            };
+            let changed = !r.dry_run
+                && !(r.added.is_empty() && r.marked_missing.is_empty() && r.removed.is_empty());
+            Ok(Report::new(&r, human)?.changed(changed))
+        }
         BackupCmd::Delete { id } => {
             let d = delete::delete(ctx, id)?;
             let files = d

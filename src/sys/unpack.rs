@@ -202,6 +202,46 @@ pub fn unpack(
     })
 }
 
+/// The manifest of an archive and the archive's SHA-256 and size (`backup reconcile`,
+/// adding an archive the index lost). Reads the whole file for the checksum, writes
+/// nothing; the manifest must be the first member, as `backup create` writes it.
+pub fn read_manifest(archive: &Path, alg: Algorithm) -> Result<(Manifest, String, u64)> {
+    let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
+    let size = file
+        .metadata()
+        .with_context(|| format!("reading {}", archive.display()))?
+        .len();
+    let mut hashing = HashingReader {
+        inner: io::BufReader::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+    };
+    let manifest = {
+        let mut tar = tar::Archive::new(decoder(alg, &mut hashing)?);
+        let mut members = tar
+            .entries()
+            .map_err(|err| refused(archive, format!("it is not a readable tar ({err})")))?;
+        let mut first = members
+            .next()
+            .ok_or_else(|| refused(archive, "it is empty"))?
+            .map_err(|err| refused(archive, format!("it is not a readable tar ({err})")))?;
+        if first.path_bytes().as_ref() != bk::MANIFEST_NAME.as_bytes()
+            || first.header().size().unwrap_or(u64::MAX) > MAX_META_BYTES
+        {
+            return Err(refused(
+                archive,
+                format!("its first member is not {}", bk::MANIFEST_NAME),
+            ));
+        }
+        let mut buf = Vec::new();
+        first.read_to_end(&mut buf)?;
+        serde_json::from_slice::<Manifest>(&buf)
+            .map_err(|err| refused(archive, format!("its manifest does not parse ({err})")))?
+    };
+    io::copy(&mut hashing, &mut io::sink())
+        .with_context(|| format!("reading {}", archive.display()))?;
+    Ok((manifest, hex::encode(hashing.hasher.finalize()), size))
+}
+
 type Extracted = (Manifest, BTreeMap<String, Vec<u8>>, u64, u64);
 
 fn extract(archive: &Path, input: impl Read, staging: &Path, limits: &Limits) -> Result<Extracted> {

@@ -16,6 +16,7 @@ pub mod create;
 pub mod delete;
 pub mod prune;
 pub mod query;
+pub mod reconcile;
 pub mod restore;
 pub mod restore_as;
 pub mod safety;
