@@ -333,8 +333,8 @@ pub fn run(ctx: &mut Ctx, cmd: &BackupCmd) -> anyhow::Result<Report> {
             } else {
                 lines.join("\n")
             };
-            let changed = !r.dry_run
-                && !(r.added.is_empty() && r.marked_missing.is_empty() && r.removed.is_empty());
+            let nothing = r.added.is_empty() && r.marked_missing.is_empty() && r.removed.is_empty();
+            let changed = !r.dry_run && !nothing;
             Ok(Report::new(&r, human)?.changed(changed))
         }
         BackupCmd::Delete { id } => {
