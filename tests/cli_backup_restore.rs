@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
 mod common;
-use common::{abssctl, json_ok, machine, registry_file, registry_with_budget};
+use common::{abssctl, json_ok, machine, registry_file, registry_with_budget, run};
 use std::path::{Path, PathBuf};
 
 /// The instance `budget` with a real database, a blob and `.migrate`; one backup of it.
@@ -73,15 +73,6 @@ fn no_staging_left(root: &Path) {
             );
         }
     }
-}
-
-fn run(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = abssctl(root).args(args).output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -318,6 +309,37 @@ fn a_failure_after_the_extraction_leaves_the_data_and_no_staging() {
     let (rc, _, err) = run(root, &["--yes", "backup", "restore", &id, "--no-backup"]);
     assert_eq!(rc, Some(3), "{err}");
     assert!(err.contains("actual-budget"), "{err}");
+    assert_eq!(snapshot(&data), before);
+    no_staging_left(root);
+}
+
+#[test]
+fn a_failure_after_a_complete_extraction_removes_the_staging_dir_too() {
+    // The account exists, so the extracted data is handed over; then systemd is not
+    // reachable (the bus points nowhere): the command fails before the transaction, and
+    // the extracted copy must not stay behind in the instance's directory.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (data, id, _) = with_backup(root);
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/passwd"),
+        "actual-budget:x:64123:64123:Actual budget:/srv/budget:/usr/sbin/nologin\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "actual-budget:x:64123:\n").unwrap();
+    let before = snapshot(&data);
+    let out = abssctl(root)
+        .env(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            format!("unix:path={}", root.join("no-such-bus").display()),
+        )
+        .args(["--yes", "backup", "restore", &id, "--no-backup"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("systemd"), "{err}");
     assert_eq!(snapshot(&data), before);
     no_staging_left(root);
 }

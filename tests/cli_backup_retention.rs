@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
 mod common;
-use common::{abssctl, json_ok, registry_with_budget};
+use common::{abssctl, json_ok, registry_with_budget, run};
 use std::path::{Path, PathBuf};
 
 fn index_path(root: &Path) -> PathBuf {
@@ -66,15 +66,6 @@ fn ids_in_index(root: &Path) -> Vec<String> {
 
 fn archive(root: &Path, id: &str) -> PathBuf {
     root.join(format!("srv/backups/budget/{id}.tar.zst"))
-}
-
-fn run(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = abssctl(root).args(args).output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -126,3 +126,13 @@ pub fn json_ok(out: &std::process::Output) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Run abssctl with `args`: (exit code, stdout, stderr), for tests of exit codes and messages.
+pub fn run(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = abssctl(root).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

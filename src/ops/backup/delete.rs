@@ -17,6 +17,24 @@ pub struct Deleted {
     pub removed: Vec<std::path::PathBuf>,
 }
 
+/// Remove the archive and `.sha256` of `entry` (its index entry is already gone),
+/// durably; returns what was there.
+pub fn remove_files(entry: &Entry) -> Result<Vec<std::path::PathBuf>> {
+    let mut removed = Vec::new();
+    for p in [
+        entry.archive_path.clone(),
+        bk::checksum_path(&entry.archive_path),
+    ] {
+        if sys::fs::remove_file_if_exists(&p)? {
+            removed.push(p);
+        }
+    }
+    if let Some(p) = removed.first() {
+        sys::fs::sync_parent(p)?;
+    }
+    Ok(removed)
+}
+
 /// Delete one backup: asked first (unless --yes); under the global lock the entry leaves
 /// the index first, then the files go. A failure between the two leaves an archive with
 /// no entry, never an entry whose archive was silently removed.
@@ -53,18 +71,7 @@ pub fn delete(ctx: &mut Ctx, id: &str) -> Result<Deleted> {
             Failure::validation(format!("no backup with id '{id}' (deleted meanwhile?)")).into()
         })
     })?;
-    let mut removed = Vec::new();
-    for p in [
-        entry.archive_path.clone(),
-        bk::checksum_path(&entry.archive_path),
-    ] {
-        if sys::fs::remove_file_if_exists(&p)? {
-            removed.push(p);
-        }
-    }
-    if let Some(p) = removed.first() {
-        sys::fs::sync_parent(p)?;
-    }
+    let removed = remove_files(&entry)?;
     ctx.op.planned.push(crate::domain::txn::PlannedAction {
         action: "backup_delete".into(),
         description: format!("delete backup {}", entry.id),

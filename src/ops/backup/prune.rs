@@ -13,7 +13,6 @@ use crate::domain::validate;
 use crate::error::Failure;
 use crate::ops::Ctx;
 use crate::ops::instance::lifecycle::confirm;
-use crate::sys;
 use anyhow::Result;
 use serde::Serialize;
 
@@ -136,11 +135,7 @@ pub fn prune(ctx: &mut Ctx, args: &PruneArgs) -> Result<PruneResult> {
             .collect::<Vec<_>>())
     })?;
     for e in &removed {
-        for p in [e.archive_path.clone(), bk::checksum_path(&e.archive_path)] {
-            if sys::fs::remove_file_if_exists(&p)? {
-                sys::fs::sync_parent(&p)?;
-            }
-        }
+        super::delete::remove_files(e)?;
     }
     // Only what was still there under the lock was deleted.
     result

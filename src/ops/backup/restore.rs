@@ -290,7 +290,6 @@ fn in_place(
     )?;
     ensure_installed(ctx, &binding)?;
 
-    let data = ctx.layout.data_dir(&live.name);
     let instance_dir = ctx.layout.instance_dir(&live.name);
     let mut staged: Option<(PathBuf, Unpacked)> = None;
     if !ctx.globals.dry_run {
@@ -323,13 +322,35 @@ fn in_place(
         }
     }
 
-    let (name, locks) = begin(ctx, name.as_str())?;
+    // From here on the staging dir exists: whatever fails (a lock, the registry, the
+    // drop-in template, systemd), it is dealt with, never left behind.
+    let staging = staged.as_ref().map(|(dir, _)| dir.clone());
+    let r = switch(ctx, entry, name.as_str(), &binding, staged, &made, started);
+    if let Some(dir) = &staging {
+        finish_staging(ctx, dir, r.as_ref().err())?;
+    }
+    r
+}
+
+/// The transaction of an in-place restore, under the locks (see the module doc).
+fn switch(
+    ctx: &mut Ctx,
+    entry: &Entry,
+    name: &str,
+    binding: &VersionBinding,
+    staged: Option<(PathBuf, Unpacked)>,
+    made: &[super::create::Created],
+    started: Instant,
+) -> Result<RestoreResult> {
+    let data = ctx.layout.data_dir(name);
+    let instance_dir = ctx.layout.instance_dir(name);
+    let (name, locks) = begin(ctx, name)?;
     // Under the lock, the instance as it is now (it may have changed meanwhile).
     let before = State::load(&ctx.layout)?;
     let old = find(&before, name.as_str())?.clone();
     let mut after = before.clone();
     let mut new: InstanceEntry = old.clone();
-    let rebind = new.version_binding != binding;
+    let rebind = new.version_binding != *binding;
     if rebind {
         new.version_binding = binding.clone();
         new.last_changed = time::OffsetDateTime::now_utc();
@@ -360,7 +381,6 @@ fn in_place(
             .unit_status(std::slice::from_ref(&unit))?
             .first()
             .is_some_and(|s| s.active_state == "active");
-    let staging_dir = staged.as_ref().map(|(s, _)| s.clone());
     let mut plan = Plan::new();
     if was_active || ctx.globals.dry_run {
         step_stop(&mut plan, sdr, unit.clone(), old.port);
@@ -400,9 +420,6 @@ fn in_place(
     let dry_run = ctx.globals.dry_run;
     let outcome = plan.run(dry_run);
     drop(locks);
-    if let Some(dir) = &staging_dir {
-        finish_staging(ctx, dir, outcome.as_ref().err())?;
-    }
     outcome?;
     let (files, bytes) = staged.map(|(_, u)| (u.files, u.bytes)).unwrap_or_default();
     Ok(RestoreResult {
