@@ -472,3 +472,41 @@ ct_spki() {
     in_ct_sh "openssl x509 -in '$1' -pubkey -noout | openssl pkey -pubin -outform der |
         openssl dgst -sha256 -binary | base64"
 }
+
+# ct_api_clients: the official clients `@actual-app/api` of tests/e2e/client/package.json
+# (one alias api-<version> per server version) in /root/client, built with the managed
+# Node 22 runtime, plus client.mjs and a `node` link beside them. Their node_modules (one
+# better-sqlite3 build, 60-90 s) are cached by the package.json and the runtime.
+ct_api_clients() {
+    local src=$E2E_DIR/client rt
+    cp "$src/client.mjs" "$CT_SHARE/client.mjs"
+    cp "$src/package.json" "$CT_SHARE/client-package.json"
+    rt=$(in_ct_sh 'ls -d /srv/app/runtimes/node-v22* | tail -1')
+    ct_cached clients "$(cat "$src/package.json") $rt" /root/client _ct_npm_install_clients
+    must "the client and the runtime link in place" in_ct_sh '
+        cp /share/client.mjs /root/client/ && cp /share/client-package.json /root/client/package.json
+        rt=$(ls -d /srv/app/runtimes/node-v22* | tail -1)
+        ln -sfn "$rt/bin/node" /root/client/node'
+}
+_ct_npm_install_clients() {
+    in_ct_sh '
+    rt=$(ls -d /srv/app/runtimes/node-v22* | tail -1)
+    npmcli=$(ls -d /srv/app/runtimes/npm-v*/bin/npm-cli.js | tail -1)
+    mkdir -p /root/client && cp /share/client-package.json /root/client/package.json
+    cd /root/client
+    ${ABSSCTL_NPM_REGISTRY:+export npm_config_registry=$ABSSCTL_NPM_REGISTRY}
+    PATH=$rt/bin:$PATH npm_config_nodedir=$rt npm_config_build_from_source=true \
+        "$rt/bin/node" "$npmcli" install --omit=dev --no-audit --no-fund >/root/client/npm.log 2>&1 ||
+        { tail -20 /root/client/npm.log; exit 1; }'
+}
+
+# ct_client [--api VERSION] <url> <mode> args...: client.mjs (write | read, see it) as the
+# client of that server version (default $VERSION), password /share/password, trusting
+# /root/e2e-ca.crt.
+ct_client() {
+    local api=$VERSION
+    if [[ $1 == --api ]]; then api=$2; shift 2; fi
+    in_ct env ACTUAL_URL="$1" ACTUAL_PASSWORD_FILE=/share/password ACTUAL_API_DIR=/root/client \
+        ACTUAL_API_PKG="api-$api" NODE_EXTRA_CA_CERTS=/root/e2e-ca.crt \
+        /root/client/node /root/client/client.mjs "${@:2}"
+}

@@ -74,36 +74,8 @@ check "the server's COOP/COEP headers pass through" in_ct_sh \
     "h=\$(curl -sSI --cacert /root/e2e-ca.crt https://$DOMAIN/); echo \"\$h\" | grep -qi '^cross-origin-opener-policy: same-origin' && echo \"\$h\" | grep -qi '^cross-origin-embedder-policy: require-corp'"
 
 step "the official clients @actual-app/api $VERSION and $NEWER, installed with the managed Node runtime"
-cp "$CLIENT_SRC/client.mjs" "$CT_SHARE/client.mjs"
-cp "$CLIENT_SRC/package.json" "$CT_SHARE/client-package.json"
-# The clients' node_modules (one better-sqlite3 build, 60-90 s) are cached by their
-# package.json and the runtime they were built with.
-RT=$(in_ct_sh 'ls -d /srv/app/runtimes/node-v22* | tail -1')
-npm_install_clients() {
-    in_ct_sh '
-    rt=$(ls -d /srv/app/runtimes/node-v22* | tail -1)
-    npmcli=$(ls -d /srv/app/runtimes/npm-v*/bin/npm-cli.js | tail -1)
-    mkdir -p /root/client && cp /share/client-package.json /root/client/package.json
-    cd /root/client
-    ${ABSSCTL_NPM_REGISTRY:+export npm_config_registry=$ABSSCTL_NPM_REGISTRY}
-    PATH=$rt/bin:$PATH npm_config_nodedir=$rt npm_config_build_from_source=true \
-        "$rt/bin/node" "$npmcli" install --omit=dev --no-audit --no-fund >/root/client/npm.log 2>&1 ||
-        { tail -20 /root/client/npm.log; exit 1; }'
-}
-ct_cached clients "$(cat "$CLIENT_SRC/package.json") $RT" /root/client npm_install_clients
-must "the client and the runtime link in place" in_ct_sh '
-    cp /share/client.mjs /root/client/ && cp /share/client-package.json /root/client/package.json
-    rt=$(ls -d /srv/app/runtimes/node-v22* | tail -1)
-    ln -sfn "$rt/bin/node" /root/client/node'
-
-# client [--api VERSION] <url> <mode> args...: the client of that server version (default $VERSION)
-client() {
-    local api=$VERSION
-    if [[ $1 == --api ]]; then api=$2; shift 2; fi
-    in_ct env ACTUAL_URL="$1" ACTUAL_PASSWORD_FILE=/share/password ACTUAL_API_DIR=/root/client \
-        ACTUAL_API_PKG="api-$api" NODE_EXTRA_CA_CERTS=/root/e2e-ca.crt \
-        /root/client/node /root/client/client.mjs "${@:2}"
-}
+ct_api_clients
+client() { ct_client "$@"; }
 # info_version <domain>: the server version /info reports through the vhost
 info_version() {
     in_ct curl -sS --cacert /root/e2e-ca.crt "https://$1/info" | jq -r '.build.version'

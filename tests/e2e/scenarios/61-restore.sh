@@ -18,7 +18,6 @@ set -euo pipefail
 VERSION=26.9.0 # the version 30, 40 and 50 use: the seeded tree and the client are shared
 DOMAIN=restore.e2e.test
 COPY=copy.e2e.test
-CLIENT_SRC=$E2E_DIR/client
 
 step "TLS and names for $DOMAIN and $COPY; Actual $VERSION current"
 must "self-signed /etc/ssl/private/cert.{pem,key}" in_ct_sh "
@@ -37,31 +36,8 @@ must "instance create fam --domain $DOMAIN --password-file" \
     in_ct abssctl instance create fam --domain "$DOMAIN" --password-file /share/password
 
 step "the official client @actual-app/api $VERSION"
-cp "$CLIENT_SRC/client.mjs" "$CT_SHARE/client.mjs"
-cp "$CLIENT_SRC/package.json" "$CT_SHARE/client-package.json"
-RT=$(in_ct_sh 'ls -d /srv/app/runtimes/node-v22* | tail -1')
-npm_install_clients() {
-    in_ct_sh '
-    rt=$(ls -d /srv/app/runtimes/node-v22* | tail -1)
-    npmcli=$(ls -d /srv/app/runtimes/npm-v*/bin/npm-cli.js | tail -1)
-    mkdir -p /root/client && cp /share/client-package.json /root/client/package.json
-    cd /root/client
-    ${ABSSCTL_NPM_REGISTRY:+export npm_config_registry=$ABSSCTL_NPM_REGISTRY}
-    PATH=$rt/bin:$PATH npm_config_nodedir=$rt npm_config_build_from_source=true \
-        "$rt/bin/node" "$npmcli" install --omit=dev --no-audit --no-fund >/root/client/npm.log 2>&1 ||
-        { tail -20 /root/client/npm.log; exit 1; }'
-}
-# Same cache key as scenario 40: the clients are built once per run (or come from the cache).
-ct_cached clients "$(cat "$CLIENT_SRC/package.json") $RT" /root/client npm_install_clients
-must "the client and the runtime link in place" in_ct_sh '
-    cp /share/client.mjs /root/client/ && cp /share/client-package.json /root/client/package.json
-    rt=$(ls -d /srv/app/runtimes/node-v22* | tail -1)
-    ln -sfn "$rt/bin/node" /root/client/node'
-client() {
-    in_ct env ACTUAL_URL="$1" ACTUAL_PASSWORD_FILE=/share/password ACTUAL_API_DIR=/root/client \
-        ACTUAL_API_PKG="api-$VERSION" NODE_EXTRA_CA_CERTS=/root/e2e-ca.crt \
-        /root/client/node /root/client/client.mjs "${@:2}"
-}
+ct_api_clients
+client() { ct_client "$@"; }
 # write_budget <label>: prints "<syncId> <accountId>" of a new budget of 5 transactions
 write_budget() {
     local out
