@@ -323,3 +323,61 @@ fn reconcile_adds_orphans_marks_missing_removes_leftovers_and_reports_the_rest()
         "{r}"
     );
 }
+
+/// `--policy` (what the scheduled backup runs): the retention of the instance's schedule
+/// in the registry; refused without one; a schedule that keeps everything prunes nothing.
+#[test]
+fn policy_prunes_by_the_instances_own_schedule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let ids = four_backups(root);
+    let reg = common::registry_file(root);
+    let plain = std::fs::read_to_string(&reg).unwrap();
+    let with = |keep: &str| {
+        let s = format!(
+            "    notes: \"\"\n    schedule:\n      on_calendar: daily\n      randomized_delay: 1h\n{keep}"
+        );
+        std::fs::write(&reg, plain.replace("    notes: \"\"\n", &s)).unwrap();
+    };
+    let policy = [
+        "--json",
+        "backup",
+        "prune",
+        "--instance",
+        "budget",
+        "--policy",
+    ];
+    let (rc, _, err) = run(root, &policy);
+    assert_eq!(rc, Some(2), "{err}");
+    assert!(err.contains("has no backup schedule"), "{err}");
+    let (rc, _, err) = run(root, &[&policy[..], &["--keep", "1"]].concat());
+    assert_eq!(rc, Some(2), "{err}");
+    with("      keep_daily: 2\n");
+    let r = json_ok(
+        &abssctl(root)
+            .args(["--dry-run"])
+            .args(policy)
+            .output()
+            .unwrap(),
+    );
+    let gone: Vec<&str> = r["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(gone, [ids[1].as_str(), ids[0].as_str()]);
+    let r = json_ok(&abssctl(root).args(["--yes"]).args(policy).output().unwrap());
+    assert_eq!(r["deleted"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(ids_in_index(root), [ids[2].clone(), ids[3].clone()]);
+    // A schedule with no retention rule keeps everything, with --all too.
+    with("");
+    let r = json_ok(
+        &abssctl(root)
+            .args(["--yes", "--json", "backup", "prune", "--all", "--policy"])
+            .output()
+            .unwrap(),
+    );
+    assert!(r["deleted"].as_array().unwrap().is_empty(), "{r}");
+    assert_eq!(ids_in_index(root).len(), 2);
+}

@@ -172,6 +172,8 @@ fn create_dry_run_plans_every_step_and_writes_nothing() {
             "data_dir",
             "unit_dropin",
             "unit_enable",
+            "timer_dropin",
+            "timer_enable",
             "unit_start",
             "nginx_vhost_apply"
         ]

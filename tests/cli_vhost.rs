@@ -68,6 +68,12 @@ impl Systemd for RecordingSystemd {
     fn run_transient(&self, _: &TransientSpec) -> anyhow::Result<TransientOutcome> {
         unreachable!()
     }
+    fn timer_status(
+        &self,
+        _: &[String],
+    ) -> anyhow::Result<Vec<abssctl::sys::systemd::TimerStatus>> {
+        unreachable!("no timer is read here")
+    }
 }
 
 /// A temp machine root with an nginx that reads only files under it.

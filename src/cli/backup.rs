@@ -46,6 +46,9 @@ pub enum BackupCmd {
         #[arg(long)]
         all: bool,
     },
+    /// An instance's backup timer: when it runs and what each run keeps; --off stops
+    /// it, --list shows every instance's next and last run.
+    Schedule(crate::cli::backup_schedule::ScheduleCli),
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +74,10 @@ pub struct PruneCli {
     /// Only backups older than this are deleted (90m, 12h, 30d, 2w).
     #[arg(long, value_name = "AGE")]
     pub older_than: Option<String>,
+    /// Each instance's own retention, from its backup schedule (see backup schedule);
+    /// instances without one are left alone. What the scheduled backup runs.
+    #[arg(long, conflicts_with_all = ["keep_last", "keep_daily", "keep_weekly", "keep_monthly", "older_than"])]
+    pub policy: bool,
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +150,7 @@ impl BackupCmd {
             BackupCmd::Restore(_) => "restore",
             BackupCmd::Prune(_) => "prune",
             BackupCmd::Reconcile { .. } => "reconcile",
+            BackupCmd::Schedule(s) => s.name(),
         }
     }
 }
@@ -304,6 +312,7 @@ pub fn run(ctx: &mut Ctx, cmd: &BackupCmd) -> anyhow::Result<Report> {
         }
         BackupCmd::Restore(r) => restore_cmd(ctx, r),
         BackupCmd::Prune(p) => prune_cmd(ctx, p),
+        BackupCmd::Schedule(s) => crate::cli::backup_schedule::run(ctx, s),
         BackupCmd::Reconcile { instance, all } => {
             let r = reconcile::reconcile(ctx, instance.as_deref(), *all)?;
             let mut lines = Vec::new();
@@ -411,6 +420,7 @@ fn prune_cmd(ctx: &mut Ctx, p: &PruneCli) -> anyhow::Result<Report> {
                 .map(crate::domain::retention::parse_age)
                 .transpose()?,
         },
+        from_schedule: p.policy,
     };
     let r = prune::prune(ctx, &args)?;
     let mut lines: Vec<String> = r

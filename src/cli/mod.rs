@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 pub mod backup;
+pub mod backup_schedule;
 pub mod config;
 pub mod generate;
 pub mod instance;

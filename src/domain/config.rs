@@ -55,6 +55,14 @@ pub struct Config {
     pub backups_index: PathBuf,
     pub backups_compression_algorithm: String,
     pub backups_compression_level: i32,
+    /// New instances get a backup timer (`backup schedule` changes one, `--off` stops it).
+    pub backups_schedule_enabled: bool,
+    pub backups_schedule_on_calendar: String,
+    pub backups_schedule_randomized_delay: String,
+    /// The retention a new schedule starts with (0: that rule is not used).
+    pub backups_retention_keep_daily: u32,
+    pub backups_retention_keep_weekly: u32,
+    pub backups_retention_keep_monthly: u32,
 }
 
 /// Default location of the operator's configuration file.
@@ -91,6 +99,12 @@ impl Default for Config {
             backups_index: "/srv/backups/backups.json".into(),
             backups_compression_algorithm: "auto".into(),
             backups_compression_level: 3,
+            backups_schedule_enabled: true,
+            backups_schedule_on_calendar: "daily".into(),
+            backups_schedule_randomized_delay: "1h".into(),
+            backups_retention_keep_daily: 7,
+            backups_retention_keep_weekly: 4,
+            backups_retention_keep_monthly: 6,
         }
     }
 }
@@ -138,6 +152,12 @@ pub const KEYS: &[KeyDef] = &[
     k("backups.index", Type::Path),
     k("backups.compression.algorithm", Type::Str),
     k("backups.compression.level", Type::Int),
+    k("backups.schedule.enabled", Type::Bool),
+    k("backups.schedule.on_calendar", Type::Str),
+    k("backups.schedule.randomized_delay", Type::Str),
+    k("backups.retention.keep_daily", Type::Int),
+    k("backups.retention.keep_weekly", Type::Int),
+    k("backups.retention.keep_monthly", Type::Int),
 ];
 
 /// ABSSCTL_* variables that are not config keys and are read elsewhere (clap, logging, the

@@ -7,6 +7,7 @@ pub mod instance;
 pub mod layout;
 pub mod render;
 pub mod retention;
+pub mod schedule;
 pub mod state;
 pub mod txn;
 pub mod validate;

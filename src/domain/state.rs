@@ -94,6 +94,9 @@ pub struct InstanceEntry {
     /// A dedicated HTTPS port (also reserved in `ports`) instead of the shared 443.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub https_port: Option<u16>,
+    /// Its backup timer's policy (`backup schedule`); absent: no scheduled backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::domain::schedule::Schedule>,
 }
 
 /// One port reservation (the `ports` list of the registry).

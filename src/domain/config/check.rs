@@ -369,6 +369,15 @@ pub(super) fn value(key: &str, v: &Json) -> Result<(), Failure> {
                     .hint("use 1-19 for zstd (1-9 for gzip); the default is 3"),
             ),
         },
+        ("backups.schedule.on_calendar", _) => crate::domain::schedule::check_calendar_text(s),
+        ("backups.schedule.randomized_delay", _) => crate::domain::schedule::check_delay(s),
+        (k, _) if k.starts_with("backups.retention.") => match v.as_i64() {
+            Some(0..=10_000) => Ok(()),
+            _ => Err(
+                Failure::validation(format!("{v} is not a count from 0 to 10000"))
+                    .hint("give how many backups that rule keeps (0: the rule is not used)"),
+            ),
+        },
         _ => Ok(()),
     }
 }

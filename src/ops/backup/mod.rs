@@ -20,6 +20,7 @@ pub mod reconcile;
 pub mod restore;
 pub mod restore_as;
 pub mod safety;
+pub mod schedule;
 
 /// The index as it is on disk (absent: empty).
 pub fn load_index(ctx: &Ctx) -> Result<Index> {

@@ -22,6 +22,9 @@ pub struct PruneArgs {
     pub instance: Option<String>,
     pub all: bool,
     pub policy: Policy,
+    /// `--policy`: each instance's own retention, from its backup schedule (instances
+    /// without one are left alone). The backup service's prune.
+    pub from_schedule: bool,
 }
 
 /// One backup `prune` deletes (or would).
@@ -50,9 +53,9 @@ fn rfc3339(t: &time::OffsetDateTime) -> String {
 
 pub fn prune(ctx: &mut Ctx, args: &PruneArgs) -> Result<PruneResult> {
     ctx.require_root()?;
-    if args.policy.is_empty() {
+    if args.policy.is_empty() && !args.from_schedule {
         return Err(Failure::validation("prune needs a rule of what to keep")
-            .hint("say --keep N, --keep-daily N, --keep-weekly N, --keep-monthly N and/or --older-than AGE")
+            .hint("say --keep N, --keep-daily N, --keep-weekly N, --keep-monthly N and/or --older-than AGE, or --policy (the instance's schedule)")
             .into());
     }
     let only = match (&args.instance, args.all) {
@@ -66,6 +69,16 @@ pub fn prune(ctx: &mut Ctx, args: &PruneArgs) -> Result<PruneResult> {
             );
         }
     };
+    let state = if args.from_schedule {
+        Some(crate::domain::state::State::load(&ctx.layout)?)
+    } else {
+        None
+    };
+    if let (Some(st), Some(n)) = (&state, &only)
+        && super::schedule::policy_of(st, n).is_none()
+    {
+        return Err(super::schedule::no_policy(n));
+    }
     let idx = super::load_index(ctx)?;
     let mut names: Vec<String> = idx.backups.iter().map(|e| e.instance.clone()).collect();
     names.sort();
@@ -77,8 +90,16 @@ pub fn prune(ctx: &mut Ctx, args: &PruneArgs) -> Result<PruneResult> {
     let mut kept = Vec::new();
     let mut doomed: Vec<Entry> = Vec::new();
     for n in &names {
+        let policy = match &state {
+            // No schedule, or one that keeps everything: nothing of it is pruned.
+            Some(st) => match super::schedule::policy_of(st, n) {
+                Some(p) if !p.is_empty() => p,
+                _ => continue,
+            },
+            None => args.policy,
+        };
         let mine: Vec<&Entry> = idx.of(Some(n));
-        for d in retention::select(&mine, &args.policy, now) {
+        for d in retention::select(&mine, &policy, now) {
             if d.keep {
                 kept.push(d);
             } else if let Some(e) = idx.get(&d.id) {

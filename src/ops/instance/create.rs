@@ -299,6 +299,9 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
         false,
     );
     super::step_unit_file(&mut plan, &sd, unit.clone(), super::BootStart::Enable, "");
+    if let Some(sched) = &entry.schedule {
+        crate::ops::backup::schedule::plan_on(&mut plan, &sd, &layout, &name_s, sched, true);
+    }
     step_start_healthy(&mut plan, &sd, unit.clone(), port, false, Some(&healthy));
     if let Some(pw) = password.as_deref() {
         let warning = &warning;
@@ -510,6 +513,8 @@ fn check(
         tls_cert: None,
         tls_key: None,
         https_port: args.https_port,
+        // The configured default schedule (checked by systemd's calendar parser here).
+        schedule: crate::ops::backup::schedule::default_for(ctx.cfg())?,
     };
     after.instances.push(entry.clone());
     let dropin = render_checked(&ctx.layout, &entry, &resolved)?;

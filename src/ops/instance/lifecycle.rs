@@ -226,6 +226,9 @@ pub fn delete(ctx: &mut Ctx, name: &str, purge_data: bool) -> Result<ActionResul
         None,
         true,
     );
+    if crate::ops::backup::schedule::has_timer(&layout, &e) {
+        crate::ops::backup::schedule::plan_off(&mut plan, sdr, &layout, &e.name);
+    }
     step_save_state(
         &mut plan,
         &layout,

@@ -230,7 +230,6 @@ fn swap_dropin(
     Ok(previous)
 }
 
-/// Step: the instance's drop-in becomes `text` (None: removed), then daemon-reload.
 /// Step: the instance's drop-in becomes `text` (None: removed), then daemon-reload unless
 /// `reload` is false because the next step reloads anyway (EnableUnitFiles does: one
 /// reload fewer on the create path). The undo always reloads.
@@ -241,12 +240,24 @@ pub fn step_dropin<'a>(
     text: Option<String>,
     reload: bool,
 ) {
+    step_dropin_as(plan, sd, "unit_dropin", path, text, reload);
+}
+
+/// [`step_dropin`] under another action name (the backup timer's drop-in is `timer_dropin`).
+pub fn step_dropin_as<'a>(
+    plan: &mut Plan<'a>,
+    sd: &'a dyn Systemd,
+    action: &'static str,
+    path: PathBuf,
+    text: Option<String>,
+    reload: bool,
+) {
     let desc = match (&text, reload) {
         (Some(_), true) => format!("write {} and reload systemd", path.display()),
         (Some(_), false) => format!("write {}", path.display()),
         (None, _) => format!("remove {} and reload systemd", path.display()),
     };
-    plan.step("unit_dropin", desc, move || {
+    plan.step(action, desc, move || {
         let previous = swap_dropin(sd, &path, text.as_deref(), reload)?;
         if previous.as_deref() == text.as_deref() {
             return txn::no_undo();

@@ -139,6 +139,10 @@ pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionRes
         None,
         true,
     );
+    // The backup timer follows the instance (its schedule moves with the registry entry).
+    if crate::ops::backup::schedule::has_timer(&layout, &e) {
+        crate::ops::backup::schedule::plan_off(&mut plan, sdr, &layout, &e.name);
+    }
     vhost::plan_remove(ctx, &old, prov, &mut plan)?;
     {
         let (from, to) = (old_dir.clone(), new_dir.clone());
@@ -171,6 +175,9 @@ pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionRes
         false,
     );
     super::step_unit_file(&mut plan, sdr, new_unit.clone(), BootStart::Enable, "");
+    if let Some(sched) = &moved.schedule {
+        crate::ops::backup::schedule::plan_on(&mut plan, sdr, &layout, &moved.name, sched, true);
+    }
     step_start_healthy(&mut plan, sdr, new_unit, moved.port, false, Some(&timing));
     let req = VhostRequest {
         name: new.clone(),

@@ -5,7 +5,7 @@
 
 use super::call::{self, Abandoned, CALL_TIMEOUT, RELOAD_TIMEOUT, call, no_systemd, secs};
 use super::transient::{U64_UNSET, UID_UNSET, has_ended, transient_properties, unit_change};
-use super::{Systemd, TransientOutcome, TransientSpec, UnitStatus};
+use super::{Systemd, TimerStatus, TransientOutcome, TransientSpec, UnitStatus};
 use crate::error::{Failure, provider};
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
@@ -123,6 +123,14 @@ impl DbusSystemd {
             Ok::<_, anyhow::Error>((conn, manager))
         })?;
         Ok(DbusSystemd { rt, conn, manager })
+    }
+
+    pub(super) fn manager(&self) -> &ManagerProxy<'static> {
+        &self.manager
+    }
+
+    pub(super) fn connection(&self) -> &zbus::Connection {
+        &self.conn
     }
 
     /// A stream of every JobRemoved; opened before the call that queues a job, so a fast
@@ -492,6 +500,16 @@ impl Systemd for DbusSystemd {
 
     fn run_transient(&self, spec: &TransientSpec) -> Result<TransientOutcome> {
         self.rt.block_on(self.transient(spec))
+    }
+
+    fn timer_status(&self, timers: &[String]) -> Result<Vec<TimerStatus>> {
+        self.rt.block_on(async {
+            let mut out = Vec::with_capacity(timers.len());
+            for t in timers {
+                out.push(self.timer_of(t).await?);
+            }
+            Ok(out)
+        })
     }
 }
 

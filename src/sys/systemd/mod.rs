@@ -23,6 +23,25 @@ pub struct UnitStatus {
     pub unit_file_state: String,
 }
 
+/// A timer and the service it triggers (for `backup schedule --list`). Times are
+/// CLOCK_REALTIME microseconds; `None`: never / not planned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TimerStatus {
+    pub timer: String,
+    pub load_state: String,
+    pub active_state: String,
+    pub unit_file_state: String,
+    pub next_elapse_usec: Option<u64>,
+    pub last_trigger_usec: Option<u64>,
+    /// The unit it triggers (its `Unit=`), and how that one last ended.
+    pub service: String,
+    pub service_active_state: String,
+    /// systemd's `Result` of its last run ("success", "exit-code", ...).
+    pub service_result: String,
+    pub service_ended_usec: Option<u64>,
+    pub service_exit_status: Option<i32>,
+}
+
 /// A sandboxed one-shot command run as a transient service (ProtectSystem=strict, only
 /// `writable` writable, no setuid, no devices), used to build Actual versions without ever
 /// running npm as root. It runs as `user` when given (the package's `abssctl-build` system
@@ -77,13 +96,18 @@ pub trait Systemd {
     fn unit_status(&self, units: &[String]) -> Result<Vec<UnitStatus>>;
     /// Run a sandboxed command as a transient service and wait until it ends.
     fn run_transient(&self, spec: &TransientSpec) -> Result<TransientOutcome>;
+    /// Timers and their services, one entry per timer (a unit systemd cannot load comes
+    /// back with its load state and nothing else).
+    fn timer_status(&self, timers: &[String]) -> Result<Vec<TimerStatus>>;
 }
 
 mod call;
 mod dbus;
+mod timer;
 mod transient;
 
 pub use dbus::DbusSystemd;
+pub use timer::check_calendar;
 
 /// Connects on first use: dry runs, and reads with nothing to ask systemd, never need a
 /// bus (so they also work where systemd is absent, e.g. while preparing an image).
@@ -139,6 +163,12 @@ impl Systemd for LazySystemd {
     }
     fn run_transient(&self, spec: &TransientSpec) -> Result<TransientOutcome> {
         self.get()?.run_transient(spec)
+    }
+    fn timer_status(&self, timers: &[String]) -> Result<Vec<TimerStatus>> {
+        if timers.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.get()?.timer_status(timers)
     }
 }
 
