@@ -42,6 +42,10 @@ check "the template is known to systemd but not enabled or started" \
     in_ct_sh '[ "$(systemctl is-enabled actual-sync@demo.service 2>/dev/null)" = disabled ] && [ -z "$(systemctl list-units --no-legend "actual-sync@*")" ]'
 check "systemd-analyze verify accepts an instance of the template" \
     in_ct_sh 'systemd-analyze verify actual-sync@demo.service 2>&1 | { ! grep -v -e "instance.env" -e "^$"; }'
+check "systemd-analyze verify accepts an instance of the backup timer and its service" \
+    in_ct_sh 'systemd-analyze verify abssctl-backup@demo.timer abssctl-backup@demo.service 2>&1 | { ! grep -v -e "^$"; }'
+check "the backup timer template is not enabled or started by the package" \
+    in_ct_sh '[ "$(systemctl is-enabled abssctl-backup@demo.timer 2>/dev/null)" = disabled ] && [ -z "$(systemctl list-units --no-legend "abssctl-backup@*")" ]'
 check "abssctl config show works as root" in_ct abssctl config show
 check "abssctl config show works as an unprivileged user" in_ct runuser -u nobody -- abssctl config show
 check "abssctl config show --json is JSON for an unprivileged user" \
@@ -75,7 +79,11 @@ else
 fi
 
 step "remove"
+# An instance's backup timer as `backup schedule` leaves it: enabled and waiting.
+must "a backup timer enabled and started" in_ct systemctl enable --now abssctl-backup@demo.timer
 check "apt-get remove succeeds" apt_ct remove abssctl
+check "remove stopped the backup timer (prerm)" \
+    in_ct_sh '[ "$(systemctl is-active abssctl-backup@demo.timer)" != active ]'
 check "the binary is gone" in_ct_sh '! command -v abssctl'
 check "the template unit is gone and systemd forgot it" \
     in_ct_sh '[ ! -e /usr/lib/systemd/system/actual-sync@.service ] && ! systemctl cat actual-sync@.service >/dev/null 2>&1'
@@ -89,6 +97,8 @@ check "apt-get purge succeeds" test "$purge_rc" = 0
 for d in /etc/abssctl /var/lib/abssctl /var/cache/abssctl /var/log/abssctl /run/abssctl; do
     check "$d is gone" in_ct test ! -e "$d"
 done
+check "purge removed the backup timers' enablement links" \
+    in_ct_sh '! ls /etc/systemd/system/timers.target.wants/abssctl-backup@* 2>/dev/null'
 check "the planted /srv/demo/data file is still there" in_ct grep -qx budget /srv/demo/data/planted.sqlite
 check "backups under /srv/backups are still there" in_ct test -f /srv/backups/e2e.tar.zst
 check "purge says where instance data and backups remain" \
