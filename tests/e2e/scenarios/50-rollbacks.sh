@@ -9,8 +9,8 @@
 # command is made to fail right after step k applied (FAILPOINTS=txn-after-step-<k>=return:
 # step k's own undo runs too) against real systemd, nginx and Actual servers, and:
 #   - it exits 1 with the failpoint's error;
-#   - the box is as it was: registry, unit drop-ins and enablement links, vhost files and
-#     links, instance dirs (paths, modes, owners, sizes, sha256), `current`, the actual-*
+#   - the box is as it was: registry, unit drop-ins and enablement links (the instances'
+#     and their backup timers'), vhost files and links, instance dirs (paths, modes, owners, sizes, sha256), `current`, the actual-*
 #     accounts and groups, each unit's is-active / is-enabled (snapshot below);
 #   - every instance that served before serves again (GET /health on its port and through
 #     its vhost);
@@ -80,6 +80,7 @@ set -e
 cd /
 paths=var/lib/abssctl/registry
 for p in etc/systemd/system/actual-sync@* etc/systemd/system/*.wants/actual-sync@* \
+    etc/systemd/system/abssctl-backup@* etc/systemd/system/*.wants/abssctl-backup@* \
     etc/nginx/sites-available/abssctl-* etc/nginx/sites-enabled/abssctl-* srv/app/current; do
     if [ -e "$p" ] || [ -L "$p" ]; then paths="$paths $p"; fi
 done
@@ -97,6 +98,7 @@ find $paths -type f -print0 | sort -z | xargs -0 -r sha256sum
 for db in passwd group shadow; do getent "$db" | grep '^actual-' | sort; done
 for n in "$@"; do
     echo "actual-sync@$n: $(systemctl is-active "actual-sync@$n.service") $(systemctl is-enabled "actual-sync@$n.service" 2>&1)"
+    echo "abssctl-backup@$n: $(systemctl is-active "abssctl-backup@$n.timer") $(systemctl is-enabled "abssctl-backup@$n.timer" 2>&1)"
 done
 EOF
 snap() { in_ct sh /share/snap.sh $NAMES; }
