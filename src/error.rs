@@ -92,7 +92,11 @@ pub fn provider(message: impl Into<String>) -> anyhow::Error {
 
 /// The category, the one-line message (whole context chain) and the hint of an error.
 pub fn classify(err: &anyhow::Error) -> (Kind, String, Option<String>) {
-    let failure = err.chain().find_map(|e| e.downcast_ref::<Failure>());
+    // anyhow's own downcast also sees a Failure given as `.context(...)` (over a typed
+    // cause such as `sys::unpack::Corrupt`); the chain's links see it as a source.
+    let failure = err
+        .downcast_ref::<Failure>()
+        .or_else(|| err.chain().find_map(|e| e.downcast_ref::<Failure>()));
     let message = err
         .chain()
         .map(|e| e.to_string())

@@ -67,6 +67,16 @@ impl Default for Limits {
 }
 
 /// An archive extracted into staging.
+/// The archive's bytes are not the ones the index recorded: the cause under the
+/// environment failure of [`unpack`], typed, so a caller marks the backup corrupt on this
+/// and only this (not on a refusal or a full disk).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("its SHA-256 is {actual}, the index says {expected}")]
+pub struct Corrupt {
+    pub actual: String,
+    pub expected: String,
+}
+
 #[derive(Debug)]
 pub struct Unpacked {
     pub manifest: Manifest,
@@ -184,12 +194,14 @@ pub fn unpack(
         .with_context(|| format!("reading {}", archive.display()))?;
     let sha256 = hex::encode(hashing.hasher.finalize());
     if sha256 != expected_sha256 {
-        return Err(Failure::environment(format!(
-            "{} is corrupt: its SHA-256 is {sha256}, the index says {expected_sha256}",
-            archive.display()
-        ))
-        .hint("nothing was restored; restore another backup (abssctl backup list)")
-        .into());
+        let why = Corrupt {
+            actual: sha256,
+            expected: expected_sha256.to_string(),
+        };
+        return Err(anyhow::Error::new(why).context(
+            Failure::environment(format!("{} is corrupt", archive.display()))
+                .hint("nothing was restored; restore another backup (abssctl backup list)"),
+        ));
     }
     let (manifest, meta, files, bytes) = result?;
     Ok(Unpacked {

@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 use super::*;
-use crate::error::{Failure, Kind};
+use crate::error::Kind;
 use crate::sys::archive::ArchiveWriter;
 use std::os::unix::fs::MetadataExt;
 
@@ -90,10 +90,12 @@ fn tree(dir: &Path) -> Vec<String> {
     v
 }
 
+/// The exit category the CLI would give the error (None: an internal error, exit 1).
 fn kind_of(e: &anyhow::Error) -> Option<Kind> {
-    e.chain()
-        .find_map(|c| c.downcast_ref::<Failure>())
-        .map(|f| f.kind)
+    match crate::error::classify(e).0 {
+        Kind::Internal => None,
+        k => Some(k),
+    }
 }
 
 fn assert_refused(extra: Vec<(tar::Header, Vec<u8>)>, words: &str) {
@@ -190,6 +192,7 @@ fn a_flipped_byte_is_corrupt_and_nothing_is_restored() {
     std::fs::write(&path, &bytes).unwrap();
     let err = unpack(&path, Algorithm::None, &sum, &s.staging, &Limits::default()).unwrap_err();
     assert!(format!("{err:#}").contains("is corrupt"), "{err:#}");
+    assert!(err.downcast_ref::<Corrupt>().is_some(), "{err:#}");
     assert_eq!(kind_of(&err), Some(Kind::Environment));
 }
 
@@ -216,6 +219,8 @@ fn a_damaged_zstd_stream_is_reported_as_corrupt() {
     )
     .unwrap_err();
     assert!(format!("{err:#}").contains("is corrupt"), "{err:#}");
+    assert!(err.downcast_ref::<Corrupt>().is_some(), "{err:#}");
+    assert_eq!(kind_of(&err), Some(Kind::Environment));
 }
 
 #[test]

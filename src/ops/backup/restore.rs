@@ -232,7 +232,7 @@ pub fn extract(entry: &Entry, staging: &Path) -> Result<Unpacked> {
 
 /// Mark a backup corrupt in the index when its archive failed the checksum.
 pub fn mark_if_corrupt(ctx: &mut Ctx, entry: &Entry, err: &anyhow::Error) {
-    if !format!("{err:#}").contains("is corrupt") {
+    if err.downcast_ref::<crate::sys::unpack::Corrupt>().is_none() {
         return;
     }
     let marked = ctx.lock_global().and_then(|g| {
