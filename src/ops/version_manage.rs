@@ -7,6 +7,7 @@ use crate::domain::validate::{self, VersionSpec};
 use crate::domain::versions::{self, Manifest, RuntimeChoice, RuntimePolicy};
 use crate::error::{self, Failure};
 use crate::ops::Report;
+use crate::ops::backup::safety::{self, Offer};
 use crate::ops::version::{read_manifest, remove_tree};
 use crate::ops::{Ctx, instance};
 use crate::sys::{self, build, npm};
@@ -284,12 +285,42 @@ pub(crate) fn require_installed(ctx: &Ctx, arg: &str) -> Result<Manifest> {
     )
 }
 
-/// `version switch X.Y.Z`.
-pub fn switch(ctx: &mut Ctx, arg: &str) -> Result<Report> {
+/// `version switch X.Y.Z`. The instances that follow `current` change version with it: a
+/// backup of them is offered (`offer`) after the checks and before the global lock (the
+/// backup takes the locks itself); a switch to the version already current asks nothing.
+pub fn switch(ctx: &mut Ctx, arg: &str, offer: Offer) -> Result<Report> {
     let m = require_installed(ctx, arg)?;
     ctx.require_root()?;
+    let followers: Vec<String> = if current(ctx)?.as_deref() == Some(m.version.as_str()) {
+        Vec::new()
+    } else {
+        State::load(&ctx.layout)?
+            .instances
+            .into_iter()
+            .filter(|i| i.version_binding == VersionBinding::Current)
+            .map(|i| i.name)
+            .collect()
+    };
+    let first = ctx.op.planned.len();
+    safety::before(
+        ctx,
+        &followers,
+        "switch-version",
+        &format!("switch current to Actual {}", m.version),
+        offer,
+    )?;
+    let backups: Vec<_> = ctx.op.planned[first..].to_vec();
     let _g = ctx.lock_global()?;
-    let sw = switch_locked(ctx, &m.version)?;
+    let mut sw = switch_locked(ctx, &m.version)?;
+    // The planned backups come first in the result too.
+    if let Some(serde_json::Value::Array(planned)) = sw.json.get_mut("planned_actions") {
+        let mut all = serde_json::to_value(&backups)?
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        all.append(planned);
+        *planned = all;
+    }
     let changed = sw.changed && !ctx.globals.dry_run;
     Report::new(&sw.json, sw.human).map(|r| r.changed(changed))
 }
