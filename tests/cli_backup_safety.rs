@@ -7,7 +7,9 @@
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
 mod common;
-use common::{abssctl, installed_version, json_ok, machine, registry_file, registry_with_budget};
+use common::{
+    abssctl, installed_version, json_ok, machine, ops_log, registry_file, registry_with_budget,
+};
 use std::path::Path;
 
 /// `budget` follows `current` (26.9.0); 26.10.0 is installed too.
@@ -265,4 +267,15 @@ fn the_backup_is_taken_before_the_change_and_outlives_its_failure() {
     let backups = list["backups"].as_array().unwrap();
     assert_eq!(backups.len(), 1, "{list}");
     assert_eq!(backups[0]["reason"], "pre-delete", "{list}");
+    // The record of the failed delete names the backup made before it.
+    let rec = ops_log(root)
+        .into_iter()
+        .rfind(|r| r["command"] == "instance delete")
+        .unwrap();
+    assert_eq!(
+        rec["result"]["backups"],
+        serde_json::json!([backups[0]["id"]]),
+        "{rec}"
+    );
+    assert_eq!(rec["result"]["changed"], false, "{rec}");
 }

@@ -191,6 +191,7 @@ fn ctx(root: &Path) -> Ctx {
             planned: Vec::new(),
             warnings: Vec::new(),
             lock_wait: Duration::ZERO,
+            backups: Vec::new(),
         },
     }
 }

@@ -224,7 +224,7 @@ fn rows(list: &[InstanceView]) -> String {
 }
 
 fn action_report(r: &ActionResult) -> anyhow::Result<Report> {
-    let human = if r.dry_run {
+    let mut human = if r.dry_run {
         if r.planned_actions.is_empty() {
             format!("dry run: '{}' needs no {}", r.name, r.action)
         } else {
@@ -246,6 +246,11 @@ fn action_report(r: &ActionResult) -> anyhow::Result<Report> {
             None => format!("{} {}: done", r.action, r.name),
         }
     };
+    for id in &r.backups {
+        human.push_str(&format!(
+            "\nbacked up first: {id} (abssctl backup restore {id})"
+        ));
+    }
     Ok(Report::new(r, human)?.changed(r.changed))
 }
 

@@ -346,6 +346,12 @@ pub fn switch(ctx: &mut Ctx, arg: &str, offer: Offer) -> Result<Report> {
         all.append(planned);
         *planned = all;
     }
+    sw.json["backups"] = serde_json::json!(ctx.op.backups);
+    for id in &ctx.op.backups {
+        sw.human.push_str(&format!(
+            "\nbacked up first: {id} (abssctl backup restore {id})"
+        ));
+    }
     let changed = sw.changed && !ctx.globals.dry_run;
     Report::new(&sw.json, sw.human).map(|r| r.changed(changed))
 }

@@ -32,6 +32,8 @@ pub struct ActionResult {
     pub dry_run: bool,
     pub healthy_after_ms: Option<u64>,
     pub planned_actions: Vec<PlannedAction>,
+    /// The ids of the backups made before the change (delete, rename, set-version).
+    pub backups: Vec<String>,
 }
 
 /// The verbs with no settings change.
@@ -77,6 +79,7 @@ pub(super) fn finish(
         dry_run,
         healthy_after_ms: timing.get().map(|d| d.as_millis() as u64),
         planned_actions: planned,
+        backups: ctx.op.backups.clone(),
     })
 }
 
