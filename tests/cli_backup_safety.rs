@@ -279,3 +279,79 @@ fn the_backup_is_taken_before_the_change_and_outlives_its_failure() {
     );
     assert_eq!(rec["result"]["changed"], false, "{rec}");
 }
+
+/// Write `budget`'s drop-in as abssctl renders it for its binding (what a create left).
+fn dropin_as_rendered(root: &Path) {
+    use abssctl::domain::config::Config;
+    use abssctl::domain::layout::Layout;
+    let cfg = Config {
+        root: root.to_path_buf(),
+        ..Config::default()
+    };
+    let layout = Layout::new(&cfg, &root.join("etc/abssctl/config.yml"));
+    let state = abssctl::domain::state::State::load(&layout).unwrap();
+    let e = &state.instances[0];
+    let v = abssctl::ops::instance::resolve_version(&layout, &e.version_binding).unwrap();
+    let text = abssctl::ops::instance::render_dropin(&layout, e, &v).unwrap();
+    let p = abssctl::domain::instance::dropin_path(&layout, &e.name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+#[test]
+fn set_version_asks_only_when_the_server_would_run_another_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    root_with_budget(root);
+    dropin_as_rendered(root);
+    let before = state(root);
+    // The binding it has: nothing to do, nothing asked (no flag, no terminal), no lock wait.
+    let (rc, out, err) = run(
+        root,
+        &[
+            "--yes",
+            "--json",
+            "instance",
+            "set-version",
+            "budget",
+            "current",
+        ],
+    );
+    assert_eq!(rc, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["changed"], false, "{r}");
+    assert_eq!(r["planned_actions"], serde_json::json!([]), "{r}");
+    assert_eq!(state(root), before);
+    // Bound exactly to the version `current` runs: the registry changes, the data is not
+    // at stake, so no backup is offered.
+    let (rc, out, err) = run(
+        root,
+        &[
+            "--yes",
+            "--dry-run",
+            "--json",
+            "instance",
+            "set-version",
+            "budget",
+            "26.9.0",
+        ],
+    );
+    assert_eq!(rc, Some(0), "{err}");
+    assert!(out.contains("registry_write"), "{out}");
+    assert!(!out.contains("backup_create"), "{out}");
+    // Another version: asked (here: refused, no terminal).
+    let (rc, _, err) = run(
+        root,
+        &[
+            "--yes",
+            "--dry-run",
+            "instance",
+            "set-version",
+            "budget",
+            "26.10.0",
+        ],
+    );
+    assert_eq!(rc, Some(2), "{err}");
+    assert!(err.contains("--no-backup"), "{err}");
+    assert_eq!(state(root), before);
+}

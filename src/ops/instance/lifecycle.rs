@@ -304,7 +304,7 @@ pub fn set(ctx: &mut Ctx, name: &str, change: &Change) -> Result<ActionResult> {
         let (_, new, _) = settle(ctx, &state, &old, change)?;
         if new != old || dropin_drifted(ctx, &new, false)? {
             // An exact version that is not installed is refused here, before anything.
-            resolve_version(&ctx.layout, &new.version_binding)?;
+            let to = resolve_version(&ctx.layout, &new.version_binding)?;
             confirm(
                 ctx,
                 &format!(
@@ -313,13 +313,20 @@ pub fn set(ctx: &mut Ctx, name: &str, change: &Change) -> Result<ActionResult> {
                 ),
                 "set-version",
             )?;
-            safety::before(
-                ctx,
-                std::slice::from_ref(&old.name),
-                "set-version",
-                &format!("switch '{}' to Actual {}", old.name, new.version_binding),
-                *offer,
-            )?;
+            // The data is at stake only when the server will run another version: not
+            // for a new binding that resolves to the version its drop-in runs already.
+            let from = resolve_version(&ctx.layout, &old.version_binding).ok();
+            let runs_another = from.is_none_or(|f| f.version != to.version)
+                || dropin_drifted(ctx, &old, false).unwrap_or(true);
+            if runs_another {
+                safety::before(
+                    ctx,
+                    std::slice::from_ref(&old.name),
+                    "set-version",
+                    &format!("switch '{}' to Actual {}", old.name, new.version_binding),
+                    *offer,
+                )?;
+            }
         }
     }
     let (name, locks): (_, Locks) = begin(ctx, name)?;
