@@ -191,6 +191,7 @@ fn rename_refuses_a_new_name_whose_account_exists() {
             "rename",
             "budget",
             "wallet",
+            "--no-backup",
             "--dry-run",
             "--json",
         ])

@@ -197,6 +197,7 @@ fn ctx(root: &Path) -> Ctx {
             planned: Vec::new(),
             warnings: Vec::new(),
             lock_wait: Duration::ZERO,
+            backups: Vec::new(),
         },
     }
 }

@@ -3,6 +3,7 @@
 use crate::cli::Report;
 use crate::cli::output::table;
 use crate::domain::txn::PlannedAction;
+use crate::ops::backup::safety::Offer;
 use crate::ops::instance::create::{CreateArgs, PasswordSource};
 use crate::ops::instance::lifecycle::{self, ActionResult, Change, Verb};
 use crate::ops::instance::query::{self, InstanceView};
@@ -41,17 +42,50 @@ pub enum InstanceCmd {
     /// Move the instance to another loopback port (restarts it).
     SetPort { name: String, port: u16 },
     /// Bind the instance to another installed version, or 'current' (restarts it).
+    /// Offers a backup of its data first.
     #[command(disable_version_flag = true)]
-    SetVersion { name: String, version: String },
-    /// Rename an instance: unit, directories, vhost, registry and ports follow.
-    Rename { name: String, new_name: String },
+    SetVersion {
+        name: String,
+        version: String,
+        #[command(flatten)]
+        offer: OfferFlags,
+    },
+    /// Rename an instance: unit, directories, vhost, registry and ports follow. Offers a
+    /// backup of its data first.
+    Rename {
+        name: String,
+        new_name: String,
+        #[command(flatten)]
+        offer: OfferFlags,
+    },
     /// Stop, disable and unregister the instance; its data stays unless --purge-data.
+    /// Offers a backup of its data first.
     Delete {
         name: String,
         /// Also remove the instance's directory and data (irreversible).
         #[arg(long)]
         purge_data: bool,
+        #[command(flatten)]
+        offer: OfferFlags,
     },
+}
+
+/// The backup offered before a change that can lose or rewrite data (asked at a terminal,
+/// default yes; a run without a terminal must say which).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct OfferFlags {
+    /// Back up the data being changed first (to the backups root), without asking.
+    #[arg(long, conflicts_with = "no_backup")]
+    pub backup: bool,
+    /// Go on without a backup of the data being changed.
+    #[arg(long)]
+    pub no_backup: bool,
+}
+
+impl OfferFlags {
+    pub fn offer(self) -> Offer {
+        Offer::from_flags(self.backup, self.no_backup)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -190,7 +224,7 @@ fn rows(list: &[InstanceView]) -> String {
 }
 
 fn action_report(r: &ActionResult) -> anyhow::Result<Report> {
-    let human = if r.dry_run {
+    let mut human = if r.dry_run {
         if r.planned_actions.is_empty() {
             format!("dry run: '{}' needs no {}", r.name, r.action)
         } else {
@@ -212,6 +246,11 @@ fn action_report(r: &ActionResult) -> anyhow::Result<Report> {
             None => format!("{} {}: done", r.action, r.name),
         }
     };
+    for id in &r.backups {
+        human.push_str(&format!(
+            "\nbacked up first: {id} (abssctl backup restore {id})"
+        ));
+    }
     Ok(Report::new(r, human)?.changed(r.changed))
 }
 
@@ -353,17 +392,30 @@ pub fn run(ctx: &mut Ctx, cmd: &InstanceCmd) -> anyhow::Result<Report> {
         InstanceCmd::SetPort { name, port } => {
             action_report(&lifecycle::set(ctx, name, &Change::Port(*port))?)
         }
-        InstanceCmd::SetVersion { name, version } => action_report(&lifecycle::set(
+        InstanceCmd::SetVersion {
+            name,
+            version,
+            offer,
+        } => action_report(&lifecycle::set(
             ctx,
             name,
-            &Change::Version(version.clone()),
+            &Change::Version(version.clone(), offer.offer()),
         )?),
-        InstanceCmd::Rename { name, new_name } => {
-            action_report(&ops::instance::rename::rename(ctx, name, new_name)?)
-        }
-        InstanceCmd::Delete { name, purge_data } => {
-            action_report(&lifecycle::delete(ctx, name, *purge_data)?)
-        }
+        InstanceCmd::Rename {
+            name,
+            new_name,
+            offer,
+        } => action_report(&ops::instance::rename::rename(
+            ctx,
+            name,
+            new_name,
+            offer.offer(),
+        )?),
+        InstanceCmd::Delete {
+            name,
+            purge_data,
+            offer,
+        } => action_report(&lifecycle::delete(ctx, name, *purge_data, offer.offer())?),
     }
 }
 

@@ -43,10 +43,13 @@ pub enum VersionCmd {
         #[arg(value_name = "VERSION")]
         release: String,
     },
-    /// Point `current` at an installed version.
+    /// Point `current` at an installed version. Offers a backup of the instances that
+    /// follow `current` first.
     Switch {
         #[arg(value_name = "VERSION")]
         release: String,
+        #[command(flatten)]
+        offer: crate::cli::instance::OfferFlags,
     },
     /// Remove an installed version that no instance uses (and runtimes nothing needs).
     Uninstall {
@@ -91,7 +94,7 @@ pub fn run(ctx: &mut Ctx, cmd: &VersionCmd) -> anyhow::Result<Report> {
             },
         ),
         VersionCmd::Reinstall { release: v } => version::reinstall(ctx, v),
-        VersionCmd::Switch { release: v } => version_manage::switch(ctx, v),
+        VersionCmd::Switch { release: v, offer } => version_manage::switch(ctx, v, offer.offer()),
         VersionCmd::Uninstall { release: v } => crate::ops::version_uninstall::uninstall(ctx, v),
     }
 }

@@ -45,6 +45,8 @@ pub struct OpState {
     pub planned: Vec<PlannedAction>,
     pub warnings: Vec<String>,
     pub lock_wait: Duration,
+    /// The ids of the backups made before the change (`ops::backup::safety`).
+    pub backups: Vec<String>,
 }
 
 /// The outcome block of a record.
@@ -120,7 +122,7 @@ impl AuditRecord {
                 changed,
                 rolled_back: false,
                 effects_kept: Vec::new(),
-                backups: Vec::new(),
+                backups: op.backups.clone(),
             },
             rc,
             duration_ms: duration.as_millis() as u64,
@@ -246,6 +248,7 @@ mod tests {
             planned: Vec::new(),
             warnings: warnings.iter().map(|w| w.to_string()).collect(),
             lock_wait: Duration::from_millis(12),
+            backups: Vec::new(),
         }
     }
 

@@ -174,6 +174,7 @@ pub fn execute(
         planned: Vec::new(),
         warnings: Vec::new(),
         lock_wait: Duration::ZERO,
+        backups: Vec::new(),
     };
     let log = sys::logging::LogOptions {
         quiet: globals.quiet,

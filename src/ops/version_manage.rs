@@ -7,6 +7,7 @@ use crate::domain::validate::{self, VersionSpec};
 use crate::domain::versions::{self, Manifest, RuntimeChoice, RuntimePolicy};
 use crate::error::{self, Failure};
 use crate::ops::Report;
+use crate::ops::backup::safety::{self, Offer};
 use crate::ops::version::{read_manifest, remove_tree};
 use crate::ops::{Ctx, instance};
 use crate::sys::{self, build, npm};
@@ -284,12 +285,73 @@ pub(crate) fn require_installed(ctx: &Ctx, arg: &str) -> Result<Manifest> {
     )
 }
 
-/// `version switch X.Y.Z`.
-pub fn switch(ctx: &mut Ctx, arg: &str) -> Result<Report> {
+/// `version switch X.Y.Z`. The instances that follow `current` change version with it: a
+/// backup of them is offered (`offer`) after the checks and before the global lock (the
+/// backup takes the locks itself); a switch to the version already current asks nothing.
+pub fn switch(ctx: &mut Ctx, arg: &str, offer: Offer) -> Result<Report> {
     let m = require_installed(ctx, arg)?;
     ctx.require_root()?;
+    let followers: Vec<String> = if current(ctx)?.as_deref() == Some(m.version.as_str()) {
+        Vec::new()
+    } else {
+        State::load(&ctx.layout)?
+            .instances
+            .into_iter()
+            .filter(|i| i.version_binding == VersionBinding::Current)
+            .map(|i| i.name)
+            .collect()
+    };
+    // The restart question first, then the backup one (as restore asks them): the running
+    // followers, read without the lock (a dry run or --yes asks nothing, so reads nothing).
+    let mut asked = false;
+    if !followers.is_empty() && !ctx.globals.yes && !ctx.globals.dry_run {
+        let sd = sys::systemd::LazySystemd::new();
+        let units: Vec<String> = followers
+            .iter()
+            .map(|n| crate::domain::layout::Layout::unit_name(n))
+            .collect();
+        let status = sys::systemd::Systemd::unit_status(&sd, &units)?;
+        let running: Vec<&str> = followers
+            .iter()
+            .filter(|n| {
+                let unit = crate::domain::layout::Layout::unit_name(n);
+                status
+                    .iter()
+                    .any(|s| s.unit == unit && s.active_state == "active")
+            })
+            .map(String::as_str)
+            .collect();
+        if !running.is_empty() {
+            confirm_switch(ctx, &m.version, &running)?;
+            asked = true;
+        }
+    }
+    let first = ctx.op.planned.len();
+    safety::before(
+        ctx,
+        &followers,
+        "switch-version",
+        &format!("switch current to Actual {}", m.version),
+        offer,
+    )?;
+    let backups: Vec<_> = ctx.op.planned[first..].to_vec();
     let _g = ctx.lock_global()?;
-    let sw = switch_locked(ctx, &m.version)?;
+    let mut sw = switch_locked_asked(ctx, &m.version, asked)?;
+    // The planned backups come first in the result too.
+    if let Some(serde_json::Value::Array(planned)) = sw.json.get_mut("planned_actions") {
+        let mut all = serde_json::to_value(&backups)?
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        all.append(planned);
+        *planned = all;
+    }
+    sw.json["backups"] = serde_json::json!(ctx.op.backups);
+    for id in &ctx.op.backups {
+        sw.human.push_str(&format!(
+            "\nbacked up first: {id} (abssctl backup restore {id})"
+        ));
+    }
     let changed = sw.changed && !ctx.globals.dry_run;
     Report::new(&sw.json, sw.human).map(|r| r.changed(changed))
 }
@@ -307,6 +369,23 @@ pub struct Switched {
 /// are re-rendered and the running ones restarted and health-gated, and any failure puts
 /// the link and every follower back. The caller holds the global lock.
 pub fn switch_locked(ctx: &mut Ctx, vs: &str) -> Result<Switched> {
+    switch_locked_asked(ctx, vs, false)
+}
+
+/// Ask before restarting `running` for a switch to `vs`.
+fn confirm_switch(ctx: &Ctx, vs: &str, running: &[&str]) -> Result<()> {
+    instance::lifecycle::confirm(
+        ctx,
+        &format!(
+            "switch current to Actual {vs} (restarts {}; data migrates one way)?",
+            running.join(", ")
+        ),
+        "version switch",
+    )
+}
+
+/// [`switch_locked`]; `asked`: the caller has asked the restart question already.
+fn switch_locked_asked(ctx: &mut Ctx, vs: &str, asked: bool) -> Result<Switched> {
     let link = ctx.layout.current_link.clone();
     let already = current(ctx)?.as_deref() == Some(vs);
     let sd = sys::systemd::LazySystemd::new();
@@ -321,15 +400,8 @@ pub fn switch_locked(ctx: &mut Ctx, vs: &str) -> Result<Switched> {
         .filter(|f| f.was_active)
         .map(|f| f.name.as_str())
         .collect();
-    if !running.is_empty() {
-        instance::lifecycle::confirm(
-            ctx,
-            &format!(
-                "switch current to Actual {vs} (restarts {}; data migrates one way)?",
-                running.join(", ")
-            ),
-            "version switch",
-        )?;
+    if !running.is_empty() && !asked {
+        confirm_switch(ctx, vs, &running)?;
     }
     let mut plan = Plan::new();
     if !already {

@@ -121,6 +121,9 @@ pub fn before(
                 "the backup before {action} failed, so nothing was changed (or say --no-backup)"
             ))
         })?;
+        ctx.op
+            .backups
+            .extend(r.backups.iter().map(|b| b.id.clone()));
         made.append(&mut r.backups);
     }
     Ok(made)

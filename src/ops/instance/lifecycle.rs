@@ -13,6 +13,7 @@ use crate::domain::txn::{self, Plan, PlannedAction};
 use crate::domain::validate::{self, VersionSpec};
 use crate::error::Failure;
 use crate::ops::Ctx;
+use crate::ops::backup::safety::{self, Offer};
 use crate::ops::vhost::{self, Providers, VhostRequest};
 use crate::sys;
 use crate::sys::systemd::{LazySystemd, Systemd};
@@ -31,6 +32,8 @@ pub struct ActionResult {
     pub dry_run: bool,
     pub healthy_after_ms: Option<u64>,
     pub planned_actions: Vec<PlannedAction>,
+    /// The ids of the backups made before the change (delete, rename, set-version).
+    pub backups: Vec<String>,
 }
 
 /// The verbs with no settings change.
@@ -62,8 +65,9 @@ pub(super) fn finish(
     action: &str,
     timing: &Cell<Option<Duration>>,
 ) -> Result<ActionResult> {
-    let planned = plan.planned_actions();
-    ctx.record_plan(planned.clone());
+    ctx.record_plan(plan.planned_actions());
+    // The backup offered before the change (planned or made) comes first in the result.
+    let planned = ctx.op.planned.clone();
     let dry_run = ctx.globals.dry_run;
     let changed = !plan.is_empty() && !dry_run;
     plan.run(dry_run)?;
@@ -75,6 +79,7 @@ pub(super) fn finish(
         dry_run,
         healthy_after_ms: timing.get().map(|d| d.as_millis() as u64),
         planned_actions: planned,
+        backups: ctx.op.backups.clone(),
     })
 }
 
@@ -179,11 +184,11 @@ pub(crate) fn confirm(ctx: &Ctx, question: &str, what: &str) -> Result<()> {
 /// it always was (no password, no shell), and while it exists its uid goes to nobody else,
 /// so no future account can own the kept files; re-creating the instance takes it back.
 /// `purge_data` removes the account first (undone by recreating it with the same ids),
-/// then the data (no undo: the last step).
-pub fn delete(ctx: &mut Ctx, name: &str, purge_data: bool) -> Result<ActionResult> {
-    let (name, locks): (_, Locks) = begin(ctx, name)?;
-    let before = State::load(&ctx.layout)?;
-    let e = find(&before, name.as_str())?.clone();
+/// then the data (no undo: the last step). The checks, the question and the backup it
+/// offers (`offer`) come before the locks: the backup takes them itself.
+pub fn delete(ctx: &mut Ctx, name: &str, purge_data: bool, offer: Offer) -> Result<ActionResult> {
+    let checked = super::check(ctx, name)?;
+    let e = find(&State::load(&ctx.layout)?, checked.as_str())?.clone();
     let what = if purge_data {
         format!(
             "delete instance '{}' AND its data in {}",
@@ -198,6 +203,16 @@ pub fn delete(ctx: &mut Ctx, name: &str, purge_data: bool) -> Result<ActionResul
         )
     };
     confirm(ctx, &format!("{what}?"), "delete")?;
+    safety::before(
+        ctx,
+        std::slice::from_ref(&e.name),
+        "delete",
+        &format!("delete instance '{}'", e.name),
+        offer,
+    )?;
+    let (name, locks): (_, Locks) = begin(ctx, name)?;
+    let before = State::load(&ctx.layout)?;
+    let e = find(&before, name.as_str())?.clone();
     let mut after = before.clone();
     after.instances.retain(|i| i.name != e.name);
     after.release(&e.name)?;
@@ -262,7 +277,8 @@ pub fn delete(ctx: &mut Ctx, name: &str, purge_data: bool) -> Result<ActionResul
 #[derive(Debug, Clone)]
 pub enum Change {
     Port(u16),
-    Version(String),
+    /// The version, and what to do about the backup offered before it changes.
+    Version(String, Offer),
     Domain(String),
 }
 
@@ -275,79 +291,56 @@ pub fn set(ctx: &mut Ctx, name: &str, change: &Change) -> Result<ActionResult> {
         Change::Port(p) => {
             validate::port(i64::from(*p))?;
         }
-        Change::Version(v) => {
+        Change::Version(v, _) => {
             validate::version(v)?;
         }
         Change::Domain(d) => {
             validate::domain(d)?;
         }
     }
+    if let Change::Version(_, offer) = change {
+        // The question and the offered backup come before the locks (the backup takes
+        // them itself), after every check, and only when the version changes.
+        let checked = super::check(ctx, name)?;
+        let state = State::load(&ctx.layout)?;
+        let old = find(&state, checked.as_str())?.clone();
+        let (_, new, _) = settle(ctx, &state, &old, change)?;
+        if new != old || dropin_drifted(ctx, &new, false)? {
+            // An exact version that is not installed is refused here, before anything.
+            let to = resolve_version(&ctx.layout, &new.version_binding)?;
+            confirm(
+                ctx,
+                &format!(
+                    "switch '{}' to Actual {} (restarts it; data migrates one way)?",
+                    old.name, new.version_binding
+                ),
+                "set-version",
+            )?;
+            // The data is at stake only when the server will run another version: not
+            // for a new binding that resolves to the version its drop-in runs already.
+            let from = resolve_version(&ctx.layout, &old.version_binding).ok();
+            let runs_another = from.is_none_or(|f| f.version != to.version)
+                || dropin_drifted(ctx, &old, false).unwrap_or(true);
+            if runs_another {
+                safety::before(
+                    ctx,
+                    std::slice::from_ref(&old.name),
+                    "set-version",
+                    &format!("switch '{}' to Actual {}", old.name, new.version_binding),
+                    *offer,
+                )?;
+            }
+        }
+    }
     let (name, locks): (_, Locks) = begin(ctx, name)?;
     let before = State::load(&ctx.layout)?;
     let old = find(&before, name.as_str())?.clone();
-    let mut after = before.clone();
-    let mut new: InstanceEntry = old.clone();
-    let action = match change {
-        Change::Port(p) => {
-            if *p != old.port {
-                let probe = sys::net::SystemPorts::snapshot();
-                let now = time::OffsetDateTime::now_utc();
-                match after.reserve(&old.name, Some(*p), ctx.cfg().ports_base, &probe, now)? {
-                    Reserved::New(_) | Reserved::Existing(_) => {}
-                }
-                after
-                    .ports
-                    .retain(|r| !(r.instance == old.name && r.port == old.port));
-                new.port = *p;
-            }
-            "set-port"
-        }
-        Change::Version(v) => {
-            new.version_binding = match validate::version(v)? {
-                VersionSpec::Current => VersionBinding::Current,
-                VersionSpec::Exact(x) => VersionBinding::Exact(x),
-                VersionSpec::Latest => {
-                    return Err(Failure::validation("'latest' is not an installed version")
-                        .hint("give an installed version X.Y.Z, or 'current'")
-                        .into());
-                }
-            };
-            "set-version"
-        }
-        Change::Domain(d) => {
-            let d = validate::domain(d)?;
-            if let Some(other) = before
-                .instances
-                .iter()
-                .find(|i| i.domain == d.as_str() && i.name != old.name)
-            {
-                return Err(Failure::validation(format!(
-                    "domain {} is already used by instance '{}'",
-                    d.as_str(),
-                    other.name
-                ))
-                .hint("give each instance its own domain")
-                .into());
-            }
-            new.domain = d.as_str().to_string();
-            "set-domain"
-        }
-    };
+    let (mut after, mut new, action) = settle(ctx, &before, &old, change)?;
     let timing = Cell::new(None);
     // Same binding: nothing to do, unless the drop-in on disk no longer runs what the
     // binding says (it drifted, e.g. `current` moved without it): then re-render it.
-    if new == old && !(matches!(change, Change::Version(_)) && dropin_drifted(ctx, &new)?) {
+    if new == old && !(matches!(change, Change::Version(..)) && dropin_drifted(ctx, &new, true)?) {
         return finish(ctx, Plan::new(), name.as_str(), action, &timing);
-    }
-    if matches!(change, Change::Version(_)) {
-        confirm(
-            ctx,
-            &format!(
-                "switch '{}' to Actual {} (restarts it; data migrates one way)?",
-                old.name, new.version_binding
-            ),
-            "set-version",
-        )?;
     }
     new.last_changed = time::OffsetDateTime::now_utc();
     if let Some(slot) = after.instances.iter_mut().find(|i| i.name == old.name) {
@@ -408,13 +401,71 @@ pub fn set(ctx: &mut Ctx, name: &str, change: &Change) -> Result<ActionResult> {
     finish(ctx, plan, name.as_str(), action, &timing)
 }
 
+/// The registry and the entry after `change` of `old` (not yet stamped), and the action word.
+fn settle(
+    ctx: &Ctx,
+    before: &State,
+    old: &InstanceEntry,
+    change: &Change,
+) -> Result<(State, InstanceEntry, &'static str)> {
+    let mut after = before.clone();
+    let mut new: InstanceEntry = old.clone();
+    let action = match change {
+        Change::Port(p) => {
+            if *p != old.port {
+                let probe = sys::net::SystemPorts::snapshot();
+                let now = time::OffsetDateTime::now_utc();
+                match after.reserve(&old.name, Some(*p), ctx.cfg().ports_base, &probe, now)? {
+                    Reserved::New(_) | Reserved::Existing(_) => {}
+                }
+                after
+                    .ports
+                    .retain(|r| !(r.instance == old.name && r.port == old.port));
+                new.port = *p;
+            }
+            "set-port"
+        }
+        Change::Version(v, _) => {
+            new.version_binding = match validate::version(v)? {
+                VersionSpec::Current => VersionBinding::Current,
+                VersionSpec::Exact(x) => VersionBinding::Exact(x),
+                VersionSpec::Latest => {
+                    return Err(Failure::validation("'latest' is not an installed version")
+                        .hint("give an installed version X.Y.Z, or 'current'")
+                        .into());
+                }
+            };
+            "set-version"
+        }
+        Change::Domain(d) => {
+            let d = validate::domain(d)?;
+            if let Some(other) = before
+                .instances
+                .iter()
+                .find(|i| i.domain == d.as_str() && i.name != old.name)
+            {
+                return Err(Failure::validation(format!(
+                    "domain {} is already used by instance '{}'",
+                    d.as_str(),
+                    other.name
+                ))
+                .hint("give each instance its own domain")
+                .into());
+            }
+            new.domain = d.as_str().to_string();
+            "set-domain"
+        }
+    };
+    Ok((after, new, action))
+}
+
 /// Does the rendered drop-in of `entry` on disk differ from what its binding renders now?
-fn dropin_drifted(ctx: &Ctx, entry: &InstanceEntry) -> Result<bool> {
+fn dropin_drifted(ctx: &Ctx, entry: &InstanceEntry, warn: bool) -> Result<bool> {
     let resolved = resolve_version(&ctx.layout, &entry.version_binding)?;
     let dropin = render_dropin(&ctx.layout, entry, &resolved)?;
     let on_disk = sys::fs::read_optional(&inst::dropin_path(&ctx.layout, &entry.name))?;
     let drifted = on_disk.as_deref() != Some(dropin.as_str());
-    if drifted {
+    if drifted && warn {
         tracing::warn!(
             "the drop-in of '{}' does not run {} as its binding says: re-rendering it",
             entry.name,

@@ -56,8 +56,10 @@ impl ConfigTest for LazyNginx {
 /// none: it writes nothing.
 pub type Locks = Option<(LockGuard, LockGuard)>;
 
-/// Root check, name check, audit target, locks.
-pub fn begin(ctx: &mut Ctx, name: &str) -> Result<(InstanceName, Locks)> {
+/// What [`begin`] does before the locks: the name is valid, the caller is root, and the
+/// operation is recorded as about `name`. For the checks a command runs before the backup
+/// it offers (`ops::backup::safety`), which must come before its locks.
+pub fn check(ctx: &mut Ctx, name: &str) -> Result<InstanceName> {
     let name = validate::instance_name(name)?;
     sys::logging::set_instance(name.as_str());
     ctx.require_root()?;
@@ -65,6 +67,12 @@ pub fn begin(ctx: &mut Ctx, name: &str) -> Result<(InstanceName, Locks)> {
         kind: "instance".into(),
         name: name.as_str().to_string(),
     });
+    Ok(name)
+}
+
+/// Root check, name check, audit target, locks.
+pub fn begin(ctx: &mut Ctx, name: &str) -> Result<(InstanceName, Locks)> {
+    let name = check(ctx, name)?;
     if ctx.globals.dry_run {
         return Ok((name, None));
     }

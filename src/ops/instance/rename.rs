@@ -13,73 +13,27 @@ use super::{
 use super::{step_save_state, step_start_healthy};
 use crate::domain::instance as inst;
 use crate::domain::layout::Layout;
-use crate::domain::state::State;
+use crate::domain::state::{InstanceEntry, State};
 use crate::domain::txn::{self, Plan};
 use crate::domain::validate;
 use crate::error::Failure;
 use crate::ops::Ctx;
+use crate::ops::backup::safety::{self, Offer};
 use crate::ops::vhost::{self, Providers, VhostRequest};
 use crate::sys;
 use crate::sys::systemd::{LazySystemd, Systemd};
 use anyhow::Result;
 use std::cell::Cell;
+use std::path::PathBuf;
 
 /// Rename an instance (see the module doc). The server is down from the stop of the old
-/// unit until the new one answers (a few seconds).
-pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionResult> {
+/// unit until the new one answers (a few seconds). Every check, the question and the
+/// backup it offers (`offer`) come before the locks (the backup takes them itself); the
+/// checks run again under the locks.
+pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str, offer: Offer) -> Result<ActionResult> {
     let new = validate::instance_name(new_name)?;
-    let (old, locks): (_, Locks) = begin(ctx, old_name)?;
-    // Lines carry both names (the journal keeps both values of the field).
-    sys::logging::set_instance(new.as_str());
-    let _new_lock = if ctx.globals.dry_run {
-        None
-    } else {
-        Some(ctx.lock_instance(new.as_str())?)
-    };
-    let before = State::load(&ctx.layout)?;
-    let e = find(&before, old.as_str())?.clone();
-    if before.instances.iter().any(|i| i.name == new.as_str()) {
-        return Err(
-            Failure::validation(format!("instance '{}' already exists", new.as_str()))
-                .hint("pick a name that `abssctl instance list` does not show")
-                .into(),
-        );
-    }
-    let (old_dir, new_dir) = (
-        ctx.layout.instance_dir(&e.name),
-        ctx.layout.instance_dir(new.as_str()),
-    );
-    if sys::instdir::exists(&new_dir) {
-        return Err(
-            Failure::validation(format!("{} already exists", new_dir.display()))
-                .hint("move it away first (it may hold the data of a deleted instance)")
-                .into(),
-        );
-    }
-    // The account follows; the new name's account must not exist yet (it may be kept for
-    // the data of a deleted instance of that name, which must not become ours).
-    let accounts = sys::users::Accounts::new(&ctx.layout.root);
-    let old_acct = account::find(&accounts, &e.name, &inst::service_user(&e.name))?;
-    let new_user = inst::service_user(new.as_str());
-    if accounts.lookup(&new_user)?.is_some() || accounts.group_exists(&new_user)? {
-        return Err(Failure::validation(format!(
-            "the system account or group {new_user} already exists"
-        ))
-        .hint(format!(
-            "it may belong to a deleted instance '{}' whose data was kept: remove it (userdel {new_user}) once that data is dealt with, or pick another name",
-            new.as_str()
-        ))
-        .into());
-    }
-    let adopt = match old_acct {
-        account::Found::Ours(_) => None,
-        account::Found::Missing => Some(account::Adopt::prepare_at(
-            &ctx.layout,
-            new.as_str(),
-            &ctx.layout.data_dir(&e.name),
-            &ctx.cfg().service_user,
-        )?),
-    };
+    let old = super::check(ctx, old_name)?;
+    let e = checks(ctx, &State::load(&ctx.layout)?, &old, &new)?.entry;
     confirm(
         ctx,
         &format!(
@@ -89,6 +43,30 @@ pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionRes
         ),
         "rename",
     )?;
+    safety::before(
+        ctx,
+        std::slice::from_ref(&e.name),
+        "rename",
+        &format!("rename '{}' to '{}'", e.name, new.as_str()),
+        offer,
+    )?;
+
+    let (old, locks): (_, Locks) = begin(ctx, old_name)?;
+    // Lines carry both names (the journal keeps both values of the field).
+    sys::logging::set_instance(new.as_str());
+    let _new_lock = if ctx.globals.dry_run {
+        None
+    } else {
+        Some(ctx.lock_instance(new.as_str())?)
+    };
+    let before = State::load(&ctx.layout)?;
+    let Checked {
+        entry: e,
+        old_dir,
+        new_dir,
+        accounts,
+        adopt,
+    } = checks(ctx, &before, &old, &new)?;
 
     let mut after = before.clone();
     let mut moved = e.clone();
@@ -188,4 +166,73 @@ pub fn rename(ctx: &mut Ctx, old_name: &str, new_name: &str) -> Result<ActionRes
     };
     vhost::plan_apply(ctx, &req, prov, &mut plan)?;
     finish(ctx, plan, new.as_str(), "rename", &timing)
+}
+
+/// What the checks of a rename found (see [`checks`]).
+struct Checked {
+    entry: InstanceEntry,
+    old_dir: PathBuf,
+    new_dir: PathBuf,
+    accounts: sys::users::Accounts,
+    adopt: Option<account::Adopt>,
+}
+
+/// Every check of a rename of `old` to `new` in `before` (nothing is changed): `old` exists,
+/// `new` is free in the registry, on disk and among the system accounts.
+fn checks(
+    ctx: &Ctx,
+    before: &State,
+    old: &validate::InstanceName,
+    new: &validate::InstanceName,
+) -> Result<Checked> {
+    let e = find(before, old.as_str())?.clone();
+    if before.instances.iter().any(|i| i.name == new.as_str()) {
+        return Err(
+            Failure::validation(format!("instance '{}' already exists", new.as_str()))
+                .hint("pick a name that `abssctl instance list` does not show")
+                .into(),
+        );
+    }
+    let (old_dir, new_dir) = (
+        ctx.layout.instance_dir(&e.name),
+        ctx.layout.instance_dir(new.as_str()),
+    );
+    if sys::instdir::exists(&new_dir) {
+        return Err(
+            Failure::validation(format!("{} already exists", new_dir.display()))
+                .hint("move it away first (it may hold the data of a deleted instance)")
+                .into(),
+        );
+    }
+    // The account follows; the new name's account must not exist yet (it may be kept for
+    // the data of a deleted instance of that name, which must not become ours).
+    let accounts = sys::users::Accounts::new(&ctx.layout.root);
+    let old_acct = account::find(&accounts, &e.name, &inst::service_user(&e.name))?;
+    let new_user = inst::service_user(new.as_str());
+    if accounts.lookup(&new_user)?.is_some() || accounts.group_exists(&new_user)? {
+        return Err(Failure::validation(format!(
+            "the system account or group {new_user} already exists"
+        ))
+        .hint(format!(
+            "it may belong to a deleted instance '{}' whose data was kept: remove it (userdel {new_user}) once that data is dealt with, or pick another name",
+            new.as_str()
+        ))
+        .into());
+    }
+    let adopt = match old_acct {
+        account::Found::Ours(_) => None,
+        account::Found::Missing => Some(account::Adopt::prepare_at(
+            &ctx.layout,
+            new.as_str(),
+            &ctx.layout.data_dir(&e.name),
+            &ctx.cfg().service_user,
+        )?),
+    };
+    Ok(Checked {
+        entry: e,
+        old_dir,
+        new_dir,
+        accounts,
+        adopt,
+    })
 }

@@ -27,7 +27,7 @@ for i in 1 2 3 4 5; do
         e=\$(date +%s%N); echo \$(( (e - s) / 1000000 ))")
     times+=("$t")
     echo "  run $i: ${t} ms"
-    in_ct abssctl -q -y instance delete "bench$i" --purge-data >/dev/null
+    in_ct abssctl -q -y instance delete "bench$i" --purge-data --no-backup >/dev/null
 done
 median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 3p)
 echo "  median: ${median} ms"
@@ -57,4 +57,4 @@ measure "abssctl --json instance list ($N instances)" abssctl --json instance li
 measure "systemctl list-units --all 'actual-sync@*'" systemctl list-units --all --no-pager 'actual-sync@*'
 # shellcheck disable=SC2086
 measure "systemctl show -p (5 properties) <$N units>" systemctl show -p ActiveState,SubState,MainPID,NRestarts,MemoryCurrent $units
-for i in $(seq 1 "$N"); do in_ct abssctl -q -y instance delete "l$i" --purge-data >/dev/null; done
+for i in $(seq 1 "$N"); do in_ct abssctl -q -y instance delete "l$i" --purge-data --no-backup >/dev/null; done

@@ -143,7 +143,7 @@ check "leftover build unit stopped and staging removed" in_ct_sh \
 check "$OLD still serves after the rebuild" serve "$OLD" 5933
 
 step "install --set-current takes the switch path (followers move with current)"
-must "switch current to $OLD" in_ct abssctl -y version switch "$OLD"
+must "switch current to $OLD" in_ct abssctl -y version switch "$OLD" --no-backup
 must "create lk2 (follows current = $OLD)" in_ct abssctl instance create lk2 --domain lk2.test
 check "lk2 serves $OLD" test "$(info_of lk2)" = "$OLD"
 must "install $NEW --set-current (installed already: switches)" in_ct abssctl -y version install "$NEW" --set-current
@@ -158,10 +158,10 @@ in_ct ln -sfn "v$NEW" /srv/app/current
 check "uninstall $OLD is refused while lk3's drop-in still runs it (exit 2), the tree stays" in_ct_sh "
     set +e; abssctl --yes version uninstall $OLD 2>/root/e; rc=\$?
     test \$rc = 2 && grep -q 'actual-sync@lk3.service.d' /root/e && test -d /srv/app/v$OLD"
-must "set-version lk3 current repairs the drift" in_ct abssctl -y instance set-version lk3 current
+must "set-version lk3 current repairs the drift" in_ct abssctl -y instance set-version lk3 current --no-backup
 check "lk3 serves $NEW" test "$(info_of lk3)" = "$NEW"
 for i in lk lk2 lk3; do
-    must "delete $i" in_ct abssctl -y instance delete "$i" --purge-data
+    must "delete $i" in_ct abssctl -y instance delete "$i" --purge-data --no-backup
 done
 
 step "faults"

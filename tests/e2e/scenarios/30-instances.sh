@@ -145,7 +145,7 @@ check "nothing left: registry, drop-in, data dir, vhost, port" in_ct_sh '
     ! test -e /srv/crash && ! test -e /etc/nginx/sites-enabled/abssctl-crash.conf
     test "$(systemctl is-active actual-sync@crash.service)" != active'
 check "... and no account: the rollback removed the one it made" in_ct_sh '! id actual-crash 2>/dev/null'
-in_ct abssctl -y instance set-version budget 0.0.1 >"$CT_SHARE/setv.out" 2>&1
+in_ct abssctl -y instance set-version budget 0.0.1 --no-backup >"$CT_SHARE/setv.out" 2>&1
 rc=$?
 check "set-version to a crashing version exits 4 (got $rc)" test "$rc" = 4
 check "... and budget is healthy again" https_ok budget.test
@@ -162,7 +162,7 @@ check "set-fqdn (alias) money.test" in_ct abssctl instance set-fqdn budget money
 check "... money.test serves" https_ok money.test
 check "... budget.test is no longer ours" in_ct_sh '! grep -rq "budget.test" /etc/nginx/sites-enabled/'
 in_ct id -u actual-budget >"$CT_SHARE/budget.uid"
-check "rename budget -> wallet" in_ct abssctl -y instance rename budget wallet
+check "rename budget -> wallet" in_ct abssctl -y instance rename budget wallet --no-backup
 check "... wallet serves money.test" https_ok money.test
 check "... old unit, drop-in and dir gone; data moved" in_ct_sh '
     ! test -e /etc/systemd/system/actual-sync@budget.service.d && ! test -e /srv/budget
@@ -194,7 +194,9 @@ check "backup verify passes; the index says present, with the running version" i
 step "delete keeps data; --purge-data removes it"
 check "delete without --yes and without a terminal is refused (exit 2)" \
     in_ct_sh 'rc=0; abssctl instance delete wallet </dev/null || rc=$?; test "$rc" = 2'
-check "delete wallet" in_ct abssctl -y instance delete wallet
+check "delete wallet --backup" in_ct abssctl -y instance delete wallet --backup
+check "... took a backup of it first (reason pre-delete)" in_ct_sh '
+    abssctl --json backup list wallet | jq -e "any(.backups[]; .reason==\"pre-delete\")"'
 check "... unit inactive and disabled, vhost and registry entry gone, data kept" in_ct_sh '
     test "$(systemctl is-active actual-sync@wallet.service)" != active
     ! test -e /etc/nginx/sites-enabled/abssctl-wallet.conf
@@ -207,7 +209,7 @@ check "... its account is kept, locked (no password, no shell), still owning the
 check "create + delete --purge-data removes the directory" in_ct_sh '
     abssctl instance create tmp1 --domain tmp1.test
     id actual-tmp1 >/dev/null
-    abssctl -y instance delete tmp1 --purge-data
+    abssctl -y instance delete tmp1 --purge-data --no-backup
     ! test -e /srv/tmp1'
 check "... and its account and group" in_ct_sh '! id actual-tmp1 2>/dev/null && ! getent group actual-tmp1'
 

@@ -50,7 +50,7 @@ step "Actual $VERSION current, $NEWER beside it; an instance created with a pass
 # in the run are seeded (a real install when one is not cached yet).
 ct_seed_version "$VERSION"
 ct_seed_version "$NEWER"
-must "abssctl version switch $VERSION makes it current" in_ct abssctl -y version switch "$VERSION"
+must "abssctl version switch $VERSION makes it current" in_ct abssctl -y version switch "$VERSION" --no-backup
 check "current is $VERSION" in_ct_sh "test \"\$(readlink /srv/app/current)\" = v$VERSION"
 head -c 18 /dev/urandom | base64 >"$CT_SHARE/password"
 must "abssctl instance create budget --domain $DOMAIN --password-file" \
@@ -218,7 +218,7 @@ check "... while the $VERSION instance still serves its client via https://$DOMA
 
 step "version switch $NEWER: the instance bound to current follows (restarted healthy, data migrated)"
 pid_before=$(in_ct systemctl show -P MainPID actual-sync@budget.service)
-must "abssctl -y version switch $NEWER" in_ct abssctl -y version switch "$NEWER"
+must "abssctl -y version switch $NEWER" in_ct abssctl -y version switch "$NEWER" --no-backup
 check "current points to v$NEWER" in_ct_sh "test \"\$(readlink /srv/app/current)\" = v$NEWER"
 check "budget was restarted (new main pid)" in_ct_sh \
     "test \"\$(systemctl show -P MainPID actual-sync@budget.service)\" != $pid_before"

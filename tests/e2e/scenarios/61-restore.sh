@@ -30,7 +30,7 @@ must "self-signed /etc/ssl/private/cert.{pem,key}" in_ct_sh "
     cp cert.crt /root/e2e-ca.crt
     printf '127.0.0.1 %s %s\n' $DOMAIN $COPY >> /etc/hosts"
 ct_seed_version "$VERSION"
-must "abssctl version switch $VERSION makes it current" in_ct abssctl -y version switch "$VERSION"
+must "abssctl version switch $VERSION makes it current" in_ct abssctl -y version switch "$VERSION" --no-backup
 head -c 18 /dev/urandom | base64 >"$CT_SHARE/password"
 must "instance create fam --domain $DOMAIN --password-file" \
     in_ct abssctl instance create fam --domain "$DOMAIN" --password-file /share/password

@@ -1,0 +1,357 @@
+//! The backup offered before `instance delete`, `rename`, `set-version` and `version switch`
+//! (`ops::backup::safety`), on the real binary against a temp root with systemd out of
+//! reach: without a terminal a run must say `--backup` or `--no-backup` (exit 2, nothing
+//! changed); a dry run plans the backup first, or not at all; the command's own checks
+//! come before the question; the flags conflict; a no-op asks nothing. The changes
+//! themselves run against real systemd in the container tier (scenario 30).
+#![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
+
+mod common;
+use common::{
+    abssctl, installed_version, json_ok, machine, ops_log, registry_file, registry_with_budget,
+};
+use std::path::Path;
+
+/// `budget` follows `current` (26.9.0); 26.10.0 is installed too.
+fn root_with_budget(root: &Path) {
+    machine(root);
+    installed_version(root, "26.10.0", "22.23.3");
+    std::os::unix::fs::symlink("v26.9.0", root.join("srv/app/current")).unwrap();
+    registry_with_budget(root);
+}
+
+/// Run abssctl with systemd unreachable and no terminal: (exit code, stdout, stderr).
+fn run(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = abssctl(root)
+        .env(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            format!("unix:path={}", root.join("no-such-bus").display()),
+        )
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The four commands that offer a backup, each on `budget` (switch: it follows current).
+const COMMANDS: [&[&str]; 4] = [
+    &["instance", "delete", "budget"],
+    &["instance", "rename", "budget", "wallet"],
+    &["instance", "set-version", "budget", "26.10.0"],
+    &["version", "switch", "26.10.0"],
+];
+
+fn with(base: &[&str], extra: &[&str]) -> Vec<String> {
+    base.iter().chain(extra).map(|s| s.to_string()).collect()
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Everything a command could have changed: the registry, the `current` link, the backups.
+fn state(root: &Path) -> (Vec<u8>, std::path::PathBuf, bool) {
+    (
+        std::fs::read(registry_file(root)).unwrap(),
+        std::fs::read_link(root.join("srv/app/current")).unwrap(),
+        root.join("srv/backups").exists(),
+    )
+}
+
+#[test]
+fn without_a_terminal_a_run_must_say_backup_or_no_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    root_with_budget(root);
+    let before = state(root);
+    for cmd in COMMANDS {
+        // --yes answers the confirmation, not the backup question.
+        let args = with(&["--yes"], cmd);
+        let (rc, out, err) = run(root, &refs(&args));
+        assert_eq!(rc, Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("--backup") && err.contains("--no-backup"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("no terminal"), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert_eq!(state(root), before, "{args:?} changed something");
+        // A dry run asks the same question: its plan depends on the answer.
+        let args = with(&["--yes", "--dry-run"], cmd);
+        let (rc, _, err) = run(root, &refs(&args));
+        assert_eq!(rc, Some(2), "{args:?}: {err}");
+        assert!(err.contains("--no-backup"), "{args:?}: {err}");
+    }
+    assert_eq!(state(root), before);
+}
+
+fn planned(root: &Path, cmd: &[&str], flag: &'static str) -> Vec<String> {
+    let args = with(&["--dry-run", "--json"], cmd);
+    let args = with(&refs(&args), &[flag]);
+    let r = json_ok(
+        &abssctl(root)
+            .env(
+                "DBUS_SYSTEM_BUS_ADDRESS",
+                format!("unix:path={}", root.join("no-such-bus").display()),
+            )
+            .args(&args)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r["dry_run"], true, "{r}");
+    r["planned_actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_dry_run_plans_the_backup_first_or_not_at_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    root_with_budget(root);
+    let before = state(root);
+    for cmd in COMMANDS {
+        let with_backup = planned(root, cmd, "--backup");
+        let without = planned(root, cmd, "--no-backup");
+        assert_eq!(with_backup[0], "backup_create", "{cmd:?}: {with_backup:?}");
+        assert_eq!(
+            with_backup.iter().filter(|a| *a == "backup_create").count(),
+            1,
+            "{cmd:?}: {with_backup:?}"
+        );
+        assert!(!without.is_empty(), "{cmd:?}");
+        assert!(
+            !without.iter().any(|a| a == "backup_create"),
+            "{cmd:?}: {without:?}"
+        );
+        // The rest of the plan is the same either way.
+        assert_eq!(with_backup[1..], without[..], "{cmd:?}");
+    }
+    assert_eq!(state(root), before);
+}
+
+#[test]
+fn the_commands_own_checks_come_before_the_question() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    root_with_budget(root);
+    let before = state(root);
+    for (args, needle) in [
+        (
+            &["--yes", "instance", "delete", "nosuch"][..],
+            "no instance named 'nosuch'",
+        ),
+        (
+            &["--yes", "instance", "rename", "nosuch", "wallet"],
+            "no instance named 'nosuch'",
+        ),
+        (
+            &["--yes", "instance", "rename", "budget", "budget"],
+            "already exists",
+        ),
+        (
+            &["--yes", "instance", "rename", "budget", "Bad Name"],
+            "invalid instance name",
+        ),
+        (
+            &["--yes", "instance", "set-version", "nosuch", "26.10.0"],
+            "no instance named 'nosuch'",
+        ),
+        (
+            &["--yes", "instance", "set-version", "budget", "latest"],
+            "not an installed version",
+        ),
+        (
+            &["--yes", "version", "switch", "9.9.9"],
+            "version 9.9.9 is not installed",
+        ),
+    ] {
+        let (rc, _, err) = run(root, args);
+        assert_eq!(rc, Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("--no-backup"), "{args:?}: {err}");
+    }
+    // Not installed: its own error (an environment one), not the backup question.
+    let (rc, _, err) = run(
+        root,
+        &["--yes", "instance", "set-version", "budget", "9.9.9"],
+    );
+    assert_ne!(rc, Some(0), "{err}");
+    assert!(err.contains("9.9.9 is not installed"), "{err}");
+    assert!(!err.contains("--no-backup"), "{err}");
+    assert_eq!(state(root), before);
+}
+
+#[test]
+fn backup_and_no_backup_conflict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    root_with_budget(root);
+    let before = state(root);
+    for cmd in COMMANDS {
+        let args = with(&["--yes", "--dry-run"], cmd);
+        let args = with(&refs(&args), &["--backup", "--no-backup"]);
+        let (rc, _, err) = run(root, &refs(&args));
+        assert_eq!(rc, Some(2), "{args:?}: {err}");
+        assert!(err.contains("cannot be used with"), "{args:?}: {err}");
+    }
+    assert_eq!(state(root), before);
+}
+
+#[test]
+fn a_switch_to_the_current_version_asks_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    root_with_budget(root);
+    let before = state(root);
+    let (rc, out, err) = run(root, &["--yes", "--json", "version", "switch", "26.9.0"]);
+    assert_eq!(rc, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["changed"], false, "{r}");
+    assert!(!err.contains("backup"), "{err}");
+    // No instance follows current: nothing to back up, so nothing is asked either.
+    std::fs::write(
+        registry_file(root),
+        String::from_utf8(before.0.clone())
+            .unwrap()
+            .replace("version_binding: current", "version_binding: 26.9.0"),
+    )
+    .unwrap();
+    let (rc, out, err) = run(
+        root,
+        &[
+            "--yes",
+            "--dry-run",
+            "--json",
+            "version",
+            "switch",
+            "26.10.0",
+        ],
+    );
+    assert_eq!(rc, Some(0), "{err}");
+    assert!(!out.contains("backup_create"), "{out}");
+    assert_eq!(state(root).1, before.1);
+}
+
+#[test]
+fn the_backup_is_taken_before_the_change_and_outlives_its_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    root_with_budget(root);
+    let data = root.join("srv/budget/data");
+    std::fs::create_dir_all(data.join("server-files")).unwrap();
+    std::fs::create_dir_all(data.join("user-files")).unwrap();
+    let a = rusqlite::Connection::open(data.join("server-files/account.sqlite")).unwrap();
+    a.execute_batch("CREATE TABLE auth(method TEXT); INSERT INTO auth VALUES ('password');")
+        .unwrap();
+    drop(a);
+    let registry = std::fs::read(registry_file(root)).unwrap();
+    // The delete itself fails (systemd is out of reach) and is rolled back; the backup
+    // taken before it stays, with the reason that says why it was taken.
+    let (rc, _, err) = run(root, &["--yes", "instance", "delete", "budget", "--backup"]);
+    assert_ne!(rc, Some(0), "{err}");
+    assert_eq!(std::fs::read(registry_file(root)).unwrap(), registry);
+    let list = json_ok(
+        &abssctl(root)
+            .args(["--json", "backup", "list", "budget"])
+            .output()
+            .unwrap(),
+    );
+    let backups = list["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 1, "{list}");
+    assert_eq!(backups[0]["reason"], "pre-delete", "{list}");
+    // The record of the failed delete names the backup made before it.
+    let rec = ops_log(root)
+        .into_iter()
+        .rfind(|r| r["command"] == "instance delete")
+        .unwrap();
+    assert_eq!(
+        rec["result"]["backups"],
+        serde_json::json!([backups[0]["id"]]),
+        "{rec}"
+    );
+    assert_eq!(rec["result"]["changed"], false, "{rec}");
+}
+
+/// Write `budget`'s drop-in as abssctl renders it for its binding (what a create left).
+fn dropin_as_rendered(root: &Path) {
+    use abssctl::domain::config::Config;
+    use abssctl::domain::layout::Layout;
+    let cfg = Config {
+        root: root.to_path_buf(),
+        ..Config::default()
+    };
+    let layout = Layout::new(&cfg, &root.join("etc/abssctl/config.yml"));
+    let state = abssctl::domain::state::State::load(&layout).unwrap();
+    let e = &state.instances[0];
+    let v = abssctl::ops::instance::resolve_version(&layout, &e.version_binding).unwrap();
+    let text = abssctl::ops::instance::render_dropin(&layout, e, &v).unwrap();
+    let p = abssctl::domain::instance::dropin_path(&layout, &e.name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+#[test]
+fn set_version_asks_only_when_the_server_would_run_another_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    root_with_budget(root);
+    dropin_as_rendered(root);
+    let before = state(root);
+    // The binding it has: nothing to do, nothing asked (no flag, no terminal), no lock wait.
+    let (rc, out, err) = run(
+        root,
+        &[
+            "--yes",
+            "--json",
+            "instance",
+            "set-version",
+            "budget",
+            "current",
+        ],
+    );
+    assert_eq!(rc, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["changed"], false, "{r}");
+    assert_eq!(r["planned_actions"], serde_json::json!([]), "{r}");
+    assert_eq!(state(root), before);
+    // Bound exactly to the version `current` runs: the registry changes, the data is not
+    // at stake, so no backup is offered.
+    let (rc, out, err) = run(
+        root,
+        &[
+            "--yes",
+            "--dry-run",
+            "--json",
+            "instance",
+            "set-version",
+            "budget",
+            "26.9.0",
+        ],
+    );
+    assert_eq!(rc, Some(0), "{err}");
+    assert!(out.contains("registry_write"), "{out}");
+    assert!(!out.contains("backup_create"), "{out}");
+    // Another version: asked (here: refused, no terminal).
+    let (rc, _, err) = run(
+        root,
+        &[
+            "--yes",
+            "--dry-run",
+            "instance",
+            "set-version",
+            "budget",
+            "26.10.0",
+        ],
+    );
+    assert_eq!(rc, Some(2), "{err}");
+    assert!(err.contains("--no-backup"), "{err}");
+    assert_eq!(state(root), before);
+}
