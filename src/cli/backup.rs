@@ -397,6 +397,12 @@ fn restore_cmd(ctx: &mut Ctx, r: &RestoreCli) -> anyhow::Result<Report> {
             res.port,
             res.domain
         );
+        s.push_str(&format!("\nextracted in {} ms", res.extract_ms));
+        if let Some(d) = res.downtime_ms {
+            s.push_str(&format!(
+                "; not serving for {d} ms (stop, swap, start, health)"
+            ));
+        }
         if let Some(b) = &res.pre_restore_backup {
             s.push_str(&format!("\nthe replaced data is in backup {b}"));
         }

@@ -76,6 +76,10 @@ pub struct RestoreResult {
     /// The backup taken of the data this restore replaced, if any.
     pub pre_restore_backup: Option<String>,
     pub healthy_after_ms: Option<u64>,
+    /// Checking and extracting the archive into staging (the instance still serving).
+    pub extract_ms: u64,
+    /// In place: how long the instance did not serve (stop, swap, start, health gate).
+    pub downtime_ms: Option<u64>,
     pub duration_ms: u64,
     pub changed: bool,
     pub dry_run: bool,
@@ -292,11 +296,13 @@ fn in_place(
 
     let instance_dir = ctx.layout.instance_dir(&live.name);
     let mut staged: Option<(PathBuf, Unpacked)> = None;
+    let mut extract_ms = 0;
     if !ctx.globals.dry_run {
         sweep_leftovers(ctx, &instance_dir)?;
         let staging = new_staging(&instance_dir)?;
         let progress = ctx.ui.progress(ctx.globals.json, ctx.globals.quiet);
         progress.step(&format!("extracting {}", entry.archive_path.display()));
+        let t0 = Instant::now();
         let r = extract(entry, &staging).and_then(|u| {
             let acct = sys::users::Accounts::new(&ctx.layout.root)
                 .lookup(&inst::service_user(&live.name))?
@@ -311,6 +317,7 @@ fn in_place(
             Ok(u)
         });
         progress.finish();
+        extract_ms = t0.elapsed().as_millis() as u64;
         match r {
             Ok(u) => staged = Some((staging, u)),
             Err(e) => {
@@ -325,11 +332,22 @@ fn in_place(
     // From here on the staging dir exists: whatever fails (a lock, the registry, the
     // drop-in template, systemd), it is dealt with, never left behind.
     let staging = staged.as_ref().map(|(dir, _)| dir.clone());
-    let r = switch(ctx, entry, name.as_str(), &binding, staged, &made, started);
+    let clock = Clock {
+        started,
+        extract_ms,
+    };
+    let r = switch(ctx, entry, name.as_str(), &binding, staged, &made, clock);
     if let Some(dir) = &staging {
         finish_staging(ctx, dir, r.as_ref().err())?;
     }
     r
+}
+
+/// When the restore began, and how long its extraction took (for the result).
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    started: Instant,
+    extract_ms: u64,
 }
 
 /// The transaction of an in-place restore, under the locks (see the module doc).
@@ -340,7 +358,7 @@ fn switch(
     binding: &VersionBinding,
     staged: Option<(PathBuf, Unpacked)>,
     made: &[super::create::Created],
-    started: Instant,
+    clock: Clock,
 ) -> Result<RestoreResult> {
     let data = ctx.layout.data_dir(name);
     let instance_dir = ctx.layout.instance_dir(name);
@@ -418,7 +436,10 @@ fn switch(
     // The backup of the replaced data (planned or made) comes first in the result too.
     let planned = ctx.op.planned.clone();
     let dry_run = ctx.globals.dry_run;
+    // The instance is down from its stop (the first step) to its health gate (the last).
+    let down = Instant::now();
     let outcome = plan.run(dry_run);
+    let downtime_ms = (was_active && !dry_run).then(|| down.elapsed().as_millis() as u64);
     drop(locks);
     outcome?;
     let (files, bytes) = staged.map(|(_, u)| (u.files, u.bytes)).unwrap_or_default();
@@ -434,7 +455,9 @@ fn switch(
         data_bytes: bytes,
         pre_restore_backup: made.first().map(|b| b.id.clone()),
         healthy_after_ms: timing.get().map(|d| d.as_millis() as u64),
-        duration_ms: started.elapsed().as_millis() as u64,
+        extract_ms: clock.extract_ms,
+        downtime_ms,
+        duration_ms: clock.started.elapsed().as_millis() as u64,
         changed: !dry_run,
         dry_run,
         planned_actions: planned,

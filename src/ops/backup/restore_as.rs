@@ -58,7 +58,7 @@ pub fn restore_as(
     };
     if ctx.globals.dry_run {
         let r = create::create(ctx, &create_args)?;
-        return Ok(result(entry, r, 0, 0, started));
+        return Ok(result(entry, r, (0, 0), 0, started));
     }
     // The cheap refusals of create (a used name or domain, a bad port) before the
     // extraction: the same checks run again inside create, under its locks.
@@ -74,8 +74,10 @@ pub fn restore_as(
     let staging = new_staging(&root)?;
     let progress = ctx.ui.progress(ctx.globals.json, ctx.globals.quiet);
     progress.step(&format!("extracting {}", entry.archive_path.display()));
+    let t0 = Instant::now();
     let unpacked = extract(entry, &staging);
     progress.finish();
+    let extract_ms = t0.elapsed().as_millis() as u64;
     let u = match unpacked {
         Ok(u) => u,
         Err(e) => {
@@ -89,14 +91,15 @@ pub fn restore_as(
     let created = create::create(ctx, &create_args);
     finish_staging(ctx, &staging, created.as_ref().err())?;
     let r = created.map_err(|e| e.context(format!("restore of backup {} as '{new}'", entry.id)))?;
-    Ok(result(entry, r, u.files, u.bytes, started))
+    Ok(result(entry, r, (u.files, u.bytes), extract_ms, started))
 }
 
+/// `(files, bytes)` extracted in `extract_ms`.
 fn result(
     entry: &Entry,
     r: create::CreateResult,
-    files: u64,
-    bytes: u64,
+    (files, bytes): (u64, u64),
+    extract_ms: u64,
     started: Instant,
 ) -> RestoreResult {
     RestoreResult {
@@ -111,6 +114,9 @@ fn result(
         data_bytes: bytes,
         pre_restore_backup: None,
         healthy_after_ms: r.healthy_after_ms,
+        extract_ms,
+        // A new instance: the live one is never stopped.
+        downtime_ms: None,
         duration_ms: started.elapsed().as_millis() as u64,
         changed: r.changed,
         dry_run: r.dry_run,
