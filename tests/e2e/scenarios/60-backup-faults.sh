@@ -88,7 +88,11 @@ check "the instance was not stopped (same main pid) and serves" in_ct_sh "
     curl -sf http://127.0.0.1:5000/health | grep -q UP"
 check "its data is unchanged" in_ct_sh "echo '$BLOB_SUM  $BLOB' | sha256sum -c --quiet"
 check "the staging dir was left behind (the evidence of the kill)" in_ct_sh 'ls -d /srv/fam/.abssctl-restore-*'
-must "the next restore succeeds" in_ct abssctl --yes backup restore "$GOOD" --no-backup
+must "the next restore succeeds" in_ct_sh "abssctl --json --yes backup restore $GOOD --no-backup > /root/restore.json"
+check "its result says how long it extracted and how long fam did not serve" in_ct_sh "
+    jq -e '.extract_ms > 0 and .downtime_ms > 0 and .downtime_ms < .duration_ms and
+        .extract_ms < .duration_ms' /root/restore.json"
+log "restore of $(in_ct jq -r '.data_bytes' /root/restore.json) bytes: extract $(in_ct jq -r .extract_ms /root/restore.json) ms, not serving $(in_ct jq -r .downtime_ms /root/restore.json) ms, total $(in_ct jq -r .duration_ms /root/restore.json) ms"
 check "it swept the leftover: no staging dir, the blob is the backup's" in_ct_sh "
     ! ls -d /srv/fam/.abssctl-restore-* 2>/dev/null
     echo '$BLOB_SUM  $BLOB' | sha256sum -c --quiet

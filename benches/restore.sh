@@ -1,0 +1,60 @@
+#!/bin/bash
+# Benchmark (not a test): `abssctl backup restore` in place, in the real-systemd container
+# (tests/e2e/up), of an instance holding ~MB of data (70% text-like, 30% random: budgets'
+# SQLite pages compress, receipts and attachments do not), against
+# `zstd -d < archive | tar -xf -` of the same archive in the same container, page cache
+# warm for both (one untimed read first). One run each. Prints the extraction time restore
+# reports (checksum + no-trust extraction + chown, instance still serving), the baseline,
+# their ratio (target <= 1.10), and how long the instance did not serve (stop, swap,
+# start, health gate).
+#
+# Usage: benches/restore.sh [MB]   (default 500; root; builds the .deb unless
+# BENCH_NO_BUILD=1 and target/deb has one; the container is removed at the end)
+set -euo pipefail
+mb=${1:-500}
+cd "$(dirname "$0")/.."
+# shellcheck source=tests/e2e/lib.sh
+. tests/e2e/lib.sh
+name=bench-restore
+version=26.9.0
+up_args=(--name "$name" --network host)
+[[ ${BENCH_NO_BUILD:-} == 1 ]] && up_args+=(--no-build)
+tests/e2e/up "${up_args[@]}" >&2
+trap 'tests/e2e/down --name "$name" >&2' EXIT
+ct_load "$E2E_RUNS/up-$name"
+in_ct_sh 'install -d -m 0700 /etc/ssl/private && cd /etc/ssl/private &&
+    openssl req -x509 -nodes -newkey rsa:2048 -days 30 -subj /CN=bench.test \
+        -keyout cert.key -out cert.crt 2>/dev/null && cat cert.crt cert.key > cert.pem &&
+    chmod 0400 cert.pem cert.key'
+ct_seed_version "$version" >&2
+in_ct abssctl -y version switch "$version" >/dev/null
+in_ct abssctl instance create bench --domain bench.test >/dev/null
+text=$((mb * 7 / 10)) rand=$((mb - mb * 7 / 10))
+in_ct_sh "
+    d=/srv/bench/data/user-files
+    install -d -o actual-bench -g actual-bench -m 0700 \$d
+    i=0; while [ \$i -lt 10 ]; do
+        seq -f 'transaction %08g payee Grocer amount -1234 category food note weekly shop' 1 100000000 |
+            head -c \$(( $text * 1024 * 1024 / 10 )) > \$d/text-\$i.blob
+        i=\$((i + 1))
+    done
+    head -c ${rand}M /dev/urandom > \$d/random.blob
+    chown -R actual-bench:actual-bench \$d
+    touch -d '-1 hour' \$d/*"
+in_ct abssctl --json backup create bench >/tmp/bench-restore-create.json
+archive=$(jq -r .path /tmp/bench-restore-create.json)
+in_ct cat "$archive" >/dev/null
+in_ct abssctl --json --yes backup restore "$(jq -r .id /tmp/bench-restore-create.json)" --no-backup \
+    >/tmp/bench-restore.json
+# Timed inside the container, as restore times itself.
+base_ms=$(in_ct_sh "rm -rf /srv/bench-x && mkdir /srv/bench-x && t0=\$(date +%s%N) &&
+    zstd -q -d < $archive | tar -xf - -C /srv/bench-x && echo \$(( (\$(date +%s%N) - t0) / 1000000 ))")
+in_ct rm -rf /srv/bench-x
+r=/tmp/bench-restore.json
+extract=$(jq .extract_ms $r)
+printf 'data:        %s MB in %s files (archive %s MB)\n' \
+    "$(($(jq .data_bytes $r) / 1000000))" "$(jq .files $r)" "$(($(jq .size /tmp/bench-restore-create.json) / 1000000))"
+printf 'restore:     extract %s ms (instance serving), not serving %s ms, total %s ms\n' \
+    "$extract" "$(jq .downtime_ms $r)" "$(jq .duration_ms $r)"
+printf 'baseline:    zstd -d | tar -x %s ms\n' "$base_ms"
+printf 'ratio:       %s (target <= 1.10)\n' "$(awk -v a="$extract" -v b="$base_ms" 'BEGIN { printf "%.2f", a / b }')"
