@@ -7,6 +7,12 @@
 //   node client.mjs read <syncId> <accountId> <count>
 //                                   a FRESH client (empty data dir) downloads the budget and
 //                                   checks the transactions are all there
+//   node client.mjs loop <syncId> <accountId> <seconds> <label>
+//                                   for <seconds>: add ONE transaction (notes "<label> #i",
+//                                   i = 1, 2, ...) and sync, again and again; prints
+//                                   {"count","syncs":[{"i","start","end","ms"}]} (epoch ms)
+//   node client.mjs notes <syncId> <accountId>
+//                                   a fresh client prints {"count","notes":[...]} of the account
 //
 // Environment: ACTUAL_URL (https://budget.example.org/), ACTUAL_PASSWORD (or
 // ACTUAL_PASSWORD_FILE), ACTUAL_API_DIR (directory whose node_modules holds the pinned
@@ -86,10 +92,38 @@ async function read(syncId, accountId, count, label) {
   say({ syncId, count: got.length, notes });
 }
 
+async function loop(syncId, accountId, seconds, label) {
+  await api.init({ dataDir, serverURL, password });
+  await api.downloadBudget(syncId);
+  const until = Date.now() + Number(seconds) * 1000;
+  const syncs = [];
+  for (let i = 1; Date.now() < until; i++) {
+    const start = Date.now();
+    await api.addTransactions(accountId, [
+      { date: '2026-02-01', amount: -100 - i, payee_name: 'Loop', notes: `${label} #${i}` },
+    ]);
+    await api.sync();
+    const end = Date.now();
+    syncs.push({ i, start, end, ms: end - start });
+  }
+  await api.shutdown();
+  say({ count: syncs.length, syncs });
+}
+
+async function notes(syncId, accountId) {
+  await api.init({ dataDir, serverURL, password });
+  await api.downloadBudget(syncId);
+  const got = await api.getTransactions(accountId, '2000-01-01', '2100-12-31');
+  await api.shutdown();
+  say({ count: got.length, notes: got.map((t) => t.notes || '') });
+}
+
 try {
   if (mode === 'write' && args.length === 1) await write(args[0]);
+  else if (mode === 'loop' && args.length === 4) await loop(args[0], args[1], args[2], args[3]);
+  else if (mode === 'notes' && args.length === 2) await notes(args[0], args[1]);
   else if (mode === 'read' && args.length >= 3) await read(args[0], args[1], args[2], args[3]);
-  else throw new Error('usage: client.mjs write <label> | read <syncId> <accountId> <count> [label]');
+  else throw new Error('usage: client.mjs write <label> | read <syncId> <accountId> <count> [label] | loop <syncId> <accountId> <seconds> <label> | notes <syncId> <accountId>');
   console.log = quiet;
   rmSync(dataDir, { recursive: true, force: true });
   process.exit(0);

@@ -2,7 +2,10 @@
 # e2e-network: host  (ct_seed_version installs Actual when this package has no cached tree)
 #
 # Backups restore (issue 9): the official client `@actual-app/api` writes budget A through
-# the vhost, a backup is taken, the client writes budget B, then
+# the vhost, a backup is taken, the client writes budget B; a backup is taken while a client
+# adds and syncs transactions in a loop (every sync must succeed; the pause it saw is
+# logged) and restored --as mid: it holds exactly the loop's transactions #1..#k, k
+# between those synced before the backup began and those begun before it ended; then
 #   - `backup restore <first> --backup --yes` puts the instance back to its first moment:
 #     a fresh client downloads A's transactions, B is gone from the server, and a
 #     pre-restore backup of the replaced data (A and B) is in the index;
@@ -18,17 +21,18 @@ set -euo pipefail
 VERSION=26.9.0 # the version 30, 40 and 50 use: the seeded tree and the client are shared
 DOMAIN=restore.e2e.test
 COPY=copy.e2e.test
+MID=mid.e2e.test
 
-step "TLS and names for $DOMAIN and $COPY; Actual $VERSION current"
+step "TLS and names for $DOMAIN, $COPY and $MID; Actual $VERSION current"
 must "self-signed /etc/ssl/private/cert.{pem,key}" in_ct_sh "
     install -d -m 0700 /etc/ssl/private
     cd /etc/ssl/private
     openssl req -x509 -nodes -newkey rsa:2048 -sha256 -days 3650 -subj /CN=$DOMAIN \
-        -addext subjectAltName=DNS:$DOMAIN,DNS:$COPY -keyout cert.key -out cert.crt 2>/dev/null
+        -addext subjectAltName=DNS:$DOMAIN,DNS:$COPY,DNS:$MID -keyout cert.key -out cert.crt 2>/dev/null
     cat cert.crt cert.key > cert.pem
     chmod 0400 cert.pem cert.key
     cp cert.crt /root/e2e-ca.crt
-    printf '127.0.0.1 %s %s\n' $DOMAIN $COPY >> /etc/hosts"
+    printf '127.0.0.1 %s %s %s\n' $DOMAIN $COPY $MID >> /etc/hosts"
 ct_seed_version "$VERSION"
 must "abssctl version switch $VERSION makes it current" in_ct abssctl -y version switch "$VERSION" --no-backup
 head -c 18 /dev/urandom | base64 >"$CT_SHARE/password"
@@ -58,6 +62,42 @@ must "backup create fam" in_ct abssctl backup create fam --reason manual -m "aft
 FIRST=$(backup_id manual)
 read -r B_SYNC B_ACCT < <(write_budget e2e61b) || die "the client could not write budget B"
 check "a fresh client reads B" reads "$DOMAIN" "$B_SYNC" "$B_ACCT" e2e61b
+
+step "a backup while a client syncs in a loop: the pause it sees, a consistent moment"
+read -r C_SYNC C_ACCT < <(write_budget e2e61c) || die "the client could not write budget C"
+client "https://$DOMAIN/" loop "$C_SYNC" "$C_ACCT" 10 e2e61loop >"$CT_SHARE/loop.json" 2>"$CT_SHARE/loop.err" &
+LOOP=$!
+sleep 4
+B_START=$(date +%s%3N)
+must "backup create fam while the client adds and syncs one transaction after another" \
+    in_ct abssctl backup create fam --reason manual -m "during the loop"
+B_END=$(date +%s%3N)
+DURING=$(backup_id manual)
+wait "$LOOP" && LOOP_RC=0 || LOOP_RC=$?
+check "every sync of the loop succeeded, during the backup too" test "$LOOP_RC" = 0
+L=$CT_SHARE/loop.json
+# syncs that overlapped the backup, and the others (epoch ms, the same clock inside and out)
+jq --argjson s "$B_START" --argjson e "$B_END" '{
+    during: [.syncs[] | select(.end > $s and .start < $e) | .ms],
+    outside: [.syncs[] | select(.end <= $s or .start >= $e) | .ms] | sort,
+    before: [.syncs[] | select(.end < $s)] | length,
+    started: [.syncs[] | select(.start < $e)] | length }' "$L" >"$CT_SHARE/loop-split.json" || true
+S=$CT_SHARE/loop-split.json
+log "client syncs: $(jq .count "$L") in 10 s; $(jq '.during | length' "$S") overlapped the $((B_END - B_START)) ms backup, max $(jq '.during | max' "$S") ms; outside it median $(jq '.outside[(.outside | length) / 2 | floor]' "$S") ms, max $(jq '.outside | max' "$S") ms"
+check "the backup ran while the client was syncing (at least one sync overlapped it)" \
+    jq -e '.during | length >= 1' "$S"
+check "no sync during the backup waited more than 10 s (no hold of the instance)" \
+    jq -e '.during | max < 10000' "$S"
+must "backup restore <during> --as mid --domain $MID" \
+    in_ct abssctl backup restore "$DURING" --as mid --domain "$MID"
+client "https://$MID/" notes "$C_SYNC" "$C_ACCT" >"$CT_SHARE/mid-notes.json" 2>"$CT_SHARE/notes.err" ||
+    tail -5 "$CT_SHARE/notes.err" >&2
+check "mid has exactly loop transactions #1..#k, k between the syncs done before the backup and those begun before its end" \
+    jq -e --slurpfile s "$S" '[.notes[] | select(startswith("e2e61loop #")) | ltrimstr("e2e61loop #") | tonumber] | sort as $k |
+        ($k | length) as $n | $k == [range(1; $n + 1)] and $n >= $s[0].before and $n <= $s[0].started' \
+    "$CT_SHARE/mid-notes.json"
+check "and C's first 5 transactions" jq -e '[.notes[] | select(startswith("e2e61c #"))] | length == 5' "$CT_SHARE/mid-notes.json"
+must "mid deleted with its data" in_ct abssctl --yes instance delete mid --no-backup --purge-data
 
 step "restore in place: back to the moment of the first backup"
 check "no terminal, no --backup/--no-backup: exit 2, nothing changed" in_ct_sh \
