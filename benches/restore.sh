@@ -22,6 +22,9 @@ up_args=(--name "$name" --network host)
 tests/e2e/up "${up_args[@]}" >&2
 trap 'tests/e2e/down --name "$name" >&2' EXIT
 ct_load "$E2E_RUNS/up-$name"
+# The key of the shared version trees (as tests/e2e/run sets it): this package's own.
+E2E_DEB_KEY=$(sha256sum "$(ls -t target/deb/abssctl_*.deb | head -1)" | cut -c1-16)
+export E2E_DEB_KEY
 in_ct_sh 'install -d -m 0700 /etc/ssl/private && cd /etc/ssl/private &&
     openssl req -x509 -nodes -newkey rsa:2048 -days 30 -subj /CN=bench.test \
         -keyout cert.key -out cert.crt 2>/dev/null && cat cert.crt cert.key > cert.pem &&
