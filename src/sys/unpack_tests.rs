@@ -359,3 +359,31 @@ fn an_archive_without_manifest_or_data_is_refused() {
         "{err:#}"
     );
 }
+
+/// An archive of many read chunks (the file is read and hashed on its own thread): every
+/// byte arrives, in order, and the sum is the whole file's; one byte changed in the LAST
+/// chunk is still caught.
+#[test]
+fn an_archive_of_many_chunks_arrives_whole_and_its_sum_covers_the_last_byte() {
+    let s = scratch();
+    let body: Vec<u8> = (0..(3 * CHUNK + 12_345)).map(|i| (i % 251) as u8).collect();
+    let (path, sum) = crafted(&s.root, &[file("data/big.blob", &body)]);
+    let u = unpack(&path, Algorithm::None, &sum, &s.staging, &Limits::default()).unwrap();
+    assert_eq!(std::fs::read(u.data_dir.join("big.blob")).unwrap(), body);
+    let s2 = scratch();
+    let (path, sum) = crafted(&s2.root, &[file("data/big.blob", &body)]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Inside the blob's last chunk, before tar's trailing blocks.
+    let at = bytes.len() - 3 * 512;
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = unpack(
+        &path,
+        Algorithm::None,
+        &sum,
+        &s2.staging,
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert!(err.downcast_ref::<Corrupt>().is_some(), "{err:#}");
+}
