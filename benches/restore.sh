@@ -50,7 +50,7 @@ in_ct cat "$archive" >/dev/null
 # Three rounds, restore and baseline alternating (the machine is shared: one pair can land
 # on a busy second); the medians are compared.
 id=$(jq -r .id /tmp/bench-restore-create.json)
-extracts=() bases=() downs=()
+extracts=() bases=() downs=() synced=()
 for round in 1 2 3; do
     in_ct abssctl --json --yes backup restore "$id" --no-backup >/tmp/bench-restore.json
     extracts+=("$(jq .extract_ms /tmp/bench-restore.json)")
@@ -59,7 +59,12 @@ for round in 1 2 3; do
     bases+=("$(in_ct_sh "rm -rf /srv/bench-x && mkdir /srv/bench-x && t0=\$(date +%s%N) &&
         zstd -q -d < $archive | tar -xf - -C /srv/bench-x && echo \$(( (\$(date +%s%N) - t0) / 1000000 ))")")
     in_ct rm -rf /srv/bench-x
-    echo "round $round: extract ${extracts[-1]} ms, baseline ${bases[-1]} ms, not serving ${downs[-1]} ms" >&2
+    # The same, made durable as restore makes its staging (one syncfs at the end).
+    synced+=("$(in_ct_sh "rm -rf /srv/bench-x && mkdir /srv/bench-x && t0=\$(date +%s%N) &&
+        zstd -q -d < $archive | tar -xf - -C /srv/bench-x && sync -f /srv/bench-x &&
+        echo \$(( (\$(date +%s%N) - t0) / 1000000 ))")")
+    in_ct rm -rf /srv/bench-x
+    echo "round $round: extract ${extracts[-1]} ms, baseline ${bases[-1]} ms (+sync ${synced[-1]} ms), not serving ${downs[-1]} ms" >&2
 done
 median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
 extract=$(median "${extracts[@]}") base_ms=$(median "${bases[@]}")
@@ -69,4 +74,5 @@ printf 'data:        %s MB in %s files (archive %s MB)\n' \
 printf 'restore:     extract %s ms median of %s (instance serving); not serving %s ms median\n' \
     "$extract" "${extracts[*]}" "$(median "${downs[@]}")"
 printf 'baseline:    zstd -d | tar -x %s ms median of %s\n' "$base_ms" "${bases[*]}"
+printf '             ... && sync -f (durable, as restore): %s ms median of %s\n' "$(median "${synced[@]}")" "${synced[*]}"
 printf 'ratio:       %s (target <= 1.10)\n' "$(awk -v a="$extract" -v b="$base_ms" 'BEGIN { printf "%.2f", a / b }')"
