@@ -355,3 +355,45 @@ fn set_version_asks_only_when_the_server_would_run_another_version() {
     assert!(err.contains("--no-backup"), "{err}");
     assert_eq!(state(root), before);
 }
+
+/// `version install X --set-current` moves `current` as `version switch` does, so it
+/// offers the same backup of the followers (here on the installed-already path, which
+/// needs no registry): refused without a flag and a terminal, planned first with --backup.
+#[test]
+fn install_set_current_offers_the_backup_of_switch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    root_with_budget(root);
+    let before = state(root);
+    let cmd = ["--yes", "version", "install", "26.10.0", "--set-current"];
+    let (rc, _, err) = run(root, &cmd);
+    assert_eq!(rc, Some(2), "{err}");
+    assert!(
+        err.contains("--backup") && err.contains("--no-backup"),
+        "{err}"
+    );
+    assert!(err.contains("switch current to Actual 26.10.0"), "{err}");
+    assert_eq!(state(root), before);
+    let plan = |flag: &str| -> Vec<String> {
+        let (rc, out, err) = run(
+            root,
+            &[&["--dry-run", "--json"][..], &cmd[1..], &[flag]].concat(),
+        );
+        assert_eq!(rc, Some(0), "{flag}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["planned"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["action"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let with_backup = plan("--backup");
+    assert_eq!(
+        with_backup.first().map(String::as_str),
+        Some("backup_create"),
+        "{with_backup:?}"
+    );
+    assert!(!plan("--no-backup").iter().any(|a| a == "backup_create"));
+    assert_eq!(state(root), before);
+}

@@ -37,6 +37,9 @@ pub enum VersionCmd {
         /// Rebuild an installed version from its lockfile and the npm cache (no registry).
         #[arg(long)]
         offline: bool,
+        /// With --set-current: the backup offered of the instances that follow `current`.
+        #[command(flatten)]
+        offer: crate::cli::instance::OfferFlags,
     },
     /// Rebuild an installed version offline (npm ci --offline from its lockfile).
     Reinstall {
@@ -84,6 +87,7 @@ pub fn run(ctx: &mut Ctx, cmd: &VersionCmd) -> anyhow::Result<Report> {
             set_current,
             include_prerelease,
             offline,
+            offer,
         } => version::install(
             ctx,
             &InstallOpts {
@@ -91,6 +95,7 @@ pub fn run(ctx: &mut Ctx, cmd: &VersionCmd) -> anyhow::Result<Report> {
                 set_current: *set_current,
                 include_prerelease: *include_prerelease,
                 offline: *offline,
+                offer: offer.offer(),
             },
         ),
         VersionCmd::Reinstall { release: v } => version::reinstall(ctx, v),

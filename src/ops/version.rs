@@ -10,6 +10,7 @@ use crate::domain::validate;
 use crate::domain::versions::{self, Manifest};
 use crate::ops::Ctx;
 use crate::ops::Report;
+use crate::ops::backup::safety::{self, Offer};
 use crate::ops::version_build::{self as vb, Staged};
 use crate::sys;
 use anyhow::{Context, Result};
@@ -23,6 +24,22 @@ pub struct InstallOpts {
     pub include_prerelease: bool,
     /// Rebuild an installed version from its lockfile and the npm cache, no registry.
     pub offline: bool,
+    /// With `set_current`: the backup offered of the instances that follow `current`.
+    pub offer: Offer,
+}
+
+/// The backup offered before `current` moves to `vs` (as `version switch` offers it),
+/// taken before the global lock (the backup takes the locks itself).
+fn offer_before_switch(ctx: &mut Ctx, vs: &str, offer: Offer) -> Result<()> {
+    let followers = crate::ops::version_manage::switch_followers(ctx, vs)?;
+    safety::before(
+        ctx,
+        &followers,
+        "switch-version",
+        &format!("switch current to Actual {vs}"),
+        offer,
+    )
+    .map(drop)
 }
 
 /// The manifest of an installed version (`None`: not installed, or half there).
@@ -43,6 +60,7 @@ pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
         let mut report = reinstall(ctx, &o.version)?;
         if o.set_current {
             let vs = spec.to_string();
+            offer_before_switch(ctx, &vs, o.offer)?;
             let _g = ctx.lock_global()?;
             let sw = crate::ops::version_manage::switch_locked(ctx, &vs)?;
             report.human.push_str(&format!("; {}", sw.human));
@@ -55,14 +73,24 @@ pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
         // Installed already: no registry needed to say so (or to switch to it).
         if let Some(m) = read_manifest(&ctx.layout.version_dir(&v.to_string()))? {
             progress.finish();
-            return already_installed(ctx, m, o.set_current);
+            return already_installed(ctx, m, o);
         }
     }
     let res = vb::resolve(ctx, &spec, o.include_prerelease, progress.as_ref())?;
     let vs = res.version.to_string();
     if let Some(m) = read_manifest(&ctx.layout.version_dir(&vs))? {
         progress.finish();
-        return already_installed(ctx, m, o.set_current);
+        return already_installed(ctx, m, o);
+    }
+    if o.set_current {
+        // A script that did not say --backup/--no-backup is refused now, not after the build.
+        let followers = crate::ops::version_manage::switch_followers(ctx, &vs)?;
+        safety::check(
+            ctx,
+            &followers,
+            &format!("switch current to Actual {vs}"),
+            o.offer,
+        )?;
     }
     ctx.require_root()?;
     let build_lock = ctx.lock_build()?;
@@ -70,11 +98,15 @@ pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
     if let Some(m) = read_manifest(&ctx.layout.version_dir(&vs))? {
         progress.finish();
         drop(build_lock);
-        return already_installed(ctx, m, o.set_current);
+        return already_installed(ctx, m, o);
     }
     let staged = vb::build(ctx, &res, progress.as_ref());
     progress.finish();
     let staged = staged?;
+    // The offered backup just before the switch (a dry run built nothing to switch to).
+    if o.set_current && staged.manifest.is_some() {
+        offer_before_switch(ctx, &vs, o.offer)?;
+    }
     let global = ctx.lock_global()?;
     let mut plan = Plan::new();
     plan_activate(&mut plan, &ctx.layout, &staged);
@@ -129,15 +161,16 @@ pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
 }
 
 /// The answer when the version is there: nothing to build; `--set-current` still switches.
-fn already_installed(ctx: &mut Ctx, m: Manifest, set_current: bool) -> Result<Report> {
+fn already_installed(ctx: &mut Ctx, m: Manifest, o: &InstallOpts) -> Result<Report> {
     let mut human = format!(
         "{} {} is already installed (Node {})",
         m.package, m.version, m.runtime.version
     );
     let mut changed = false;
     let mut switched = serde_json::Value::Null;
-    if set_current {
+    if o.set_current {
         ctx.require_root()?;
+        offer_before_switch(ctx, &m.version, o.offer)?;
         let _g = ctx.lock_global()?;
         let sw = crate::ops::version_manage::switch_locked(ctx, &m.version)?;
         changed = sw.changed;

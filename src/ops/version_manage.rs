@@ -285,22 +285,27 @@ pub(crate) fn require_installed(ctx: &Ctx, arg: &str) -> Result<Manifest> {
     )
 }
 
+/// The instances whose version changes when `current` moves to `vs`: those that follow
+/// `current`, unless it is `vs` already. They are offered a backup first.
+pub fn switch_followers(ctx: &Ctx, vs: &str) -> Result<Vec<String>> {
+    if current(ctx)?.as_deref() == Some(vs) {
+        return Ok(Vec::new());
+    }
+    Ok(State::load(&ctx.layout)?
+        .instances
+        .into_iter()
+        .filter(|i| i.version_binding == VersionBinding::Current)
+        .map(|i| i.name)
+        .collect())
+}
+
 /// `version switch X.Y.Z`. The instances that follow `current` change version with it: a
 /// backup of them is offered (`offer`) after the checks and before the global lock (the
 /// backup takes the locks itself); a switch to the version already current asks nothing.
 pub fn switch(ctx: &mut Ctx, arg: &str, offer: Offer) -> Result<Report> {
     let m = require_installed(ctx, arg)?;
     ctx.require_root()?;
-    let followers: Vec<String> = if current(ctx)?.as_deref() == Some(m.version.as_str()) {
-        Vec::new()
-    } else {
-        State::load(&ctx.layout)?
-            .instances
-            .into_iter()
-            .filter(|i| i.version_binding == VersionBinding::Current)
-            .map(|i| i.name)
-            .collect()
-    };
+    let followers = switch_followers(ctx, &m.version)?;
     // The restart question first, then the backup one (as restore asks them): the running
     // followers, read without the lock (a dry run or --yes asks nothing, so reads nothing).
     let mut asked = false;

@@ -167,6 +167,8 @@ pub fn ensure_installed(ctx: &mut Ctx, binding: &VersionBinding) -> Result<()> {
         set_current: false,
         include_prerelease: true,
         offline: false,
+        // Not set current: no instance changes version, nothing is offered.
+        offer: crate::ops::backup::safety::Offer::Skip,
     };
     crate::ops::version::install(ctx, &opts)
         .with_context(|| format!("installing Actual {v}, the version the backup's data needs"))?;

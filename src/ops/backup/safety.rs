@@ -47,6 +47,36 @@ pub fn reason(action: &str) -> String {
     format!("pre-{action}")
 }
 
+/// The refusal [`before`] would give, checked early (before a long build that precedes
+/// the change): a run without a terminal and without `--backup`/`--no-backup` stops here,
+/// not after the build.
+pub fn check(ctx: &Ctx, instances: &[String], what: &str, offer: Offer) -> Result<()> {
+    if instances.is_empty() || offer != Offer::Ask || ctx.ui.interactive() {
+        return Ok(());
+    }
+    Err(refusal(ctx, instances, what))
+}
+
+fn names_of(instances: &[String]) -> String {
+    instances
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn refusal(ctx: &Ctx, instances: &[String], what: &str) -> anyhow::Error {
+    let dest = ctx.layout.backups_root.display().to_string();
+    Failure::validation(format!(
+        "{what} offers a backup of {} first, and there is no terminal to ask",
+        names_of(instances)
+    ))
+    .hint(format!(
+        "say --backup (archive to {dest}) or --no-backup (go on without one)"
+    ))
+    .into()
+}
+
 /// Decide whether to back up `instances` before `action` (a word for the prompt and the
 /// reason, e.g. "delete", "switch-version"), and take the backups. `what` says the change
 /// in the prompt ("delete instance 'a'"). Returns the backups made (none for a dry run,
@@ -62,24 +92,12 @@ pub fn before(
     if instances.is_empty() {
         return Ok(Vec::new());
     }
-    let names = instances
-        .iter()
-        .map(|n| format!("'{n}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let names = names_of(instances);
     let dest = ctx.layout.backups_root.display().to_string();
     let take = match offer {
         Offer::Take => true,
         Offer::Skip => false,
-        Offer::Ask if !ctx.ui.interactive() => {
-            return Err(Failure::validation(format!(
-                "{what} offers a backup of {names} first, and there is no terminal to ask"
-            ))
-            .hint(format!(
-                "say --backup (archive to {dest}) or --no-backup (go on without one)"
-            ))
-            .into());
-        }
+        Offer::Ask if !ctx.ui.interactive() => return Err(refusal(ctx, instances, what)),
         Offer::Ask if ctx.globals.yes || ctx.globals.dry_run => true,
         Offer::Ask => ctx.ui.ask(
             &format!(

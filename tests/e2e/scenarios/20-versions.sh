@@ -146,7 +146,10 @@ step "install --set-current takes the switch path (followers move with current)"
 must "switch current to $OLD" in_ct abssctl -y version switch "$OLD" --no-backup
 must "create lk2 (follows current = $OLD)" in_ct abssctl instance create lk2 --domain lk2.test
 check "lk2 serves $OLD" test "$(info_of lk2)" = "$OLD"
-must "install $NEW --set-current (installed already: switches)" in_ct abssctl -y version install "$NEW" --set-current
+check "install --set-current with a follower and no terminal must say --backup or --no-backup" in_ct_sh "
+    rc=0; abssctl -y version install $NEW --set-current 2>/dev/null || rc=\$?; test \$rc -eq 2
+    test \"\$(readlink /srv/app/current)\" = v$OLD"
+must "install $NEW --set-current (installed already: switches)" in_ct abssctl -y version install "$NEW" --set-current --no-backup
 check "current is $NEW" in_ct_sh "test \"\$(readlink /srv/app/current)\" = v$NEW"
 check "lk2 was re-rendered and restarted with current: it serves $NEW" test "$(info_of lk2)" = "$NEW"
 
