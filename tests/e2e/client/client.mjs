@@ -9,7 +9,9 @@
 //                                   checks the transactions are all there
 //   node client.mjs loop <syncId> <accountId> <seconds> <label>
 //                                   for <seconds>: add ONE transaction (notes "<label> #i",
-//                                   i = 1, 2, ...) and sync, again and again; prints
+//                                   i = 1, 2, ...) and sync, again and again, 250 ms apart
+//                                   (the server allows 500 requests a minute per client
+//                                   address; a tight loop gets 429 within a minute); prints
 //                                   {"count","syncs":[{"i","start","end","ms"}]} (epoch ms)
 //   node client.mjs notes <syncId> <accountId>
 //                                   a fresh client prints {"count","notes":[...]} of the account
@@ -105,6 +107,7 @@ async function loop(syncId, accountId, seconds, label) {
     await api.sync();
     const end = Date.now();
     syncs.push({ i, start, end, ms: end - start });
+    await new Promise((r) => setTimeout(r, 250));
   }
   await api.shutdown();
   say({ count: syncs.length, syncs });
