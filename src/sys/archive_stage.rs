@@ -275,10 +275,11 @@ struct Ahead {
 impl Ahead {
     /// Whether an item of `n` bytes may be prepared now: always the one after the item
     /// being archived (so a snapshot is made while the previous one is compressed), more
-    /// while within the budget.
+    /// while less than the budget is ahead (a large snapshot then starts while the small
+    /// files before it are still being compressed).
     fn room_for(&self, n: u64) -> bool {
         self.items <= 1
-            || (self.bytes + n <= AHEAD_BYTES
+            || (self.bytes < AHEAD_BYTES
                 && (n > MEMORY_COPY_MAX || self.memory + n <= AHEAD_MEMORY))
     }
     fn add(&mut self, n: u64, sign: bool) {
@@ -321,8 +322,9 @@ impl Drop for Stopped<'_> {
 /// Run `prepare` over `items` on a second thread, ahead of `consume` on this one: the
 /// next files' snapshots and copies are made while the current one is compressed (else
 /// the compressor waits for every snapshot). `size` is an item's expected bytes; the
-/// producer runs ahead by at most [`AHEAD_BYTES`] ([`AHEAD_MEMORY`] in memory), or by
-/// one item whatever its size. The first error of either side stops both (an item prepared
+/// producer starts another item while less than [`AHEAD_BYTES`] are ahead (so at most
+/// that plus one item are staged), and holds at most [`AHEAD_MEMORY`] in memory; the item
+/// after the one being archived it prepares whatever its size. The first error of either side stops both (an item prepared
 /// but never consumed is dropped; its staging file goes with the staging dir).
 pub fn prepare_ahead<X: Sync, T: Send>(
     items: &[X],
