@@ -81,12 +81,12 @@ tar -cf - -C "$data" . >/dev/null # warm the page cache for both
 t0=$(date +%s.%N)
 tar -cf - -C "$data" . | zstd -3 -T0 -q -o "$root/ref.tar.zst"
 t1=$(date +%s.%N)
-/usr/bin/time -f '%e %M' -o "$root/time" "$bin" --quiet backup create bench >/dev/null
-read -r a_wall a_rss <"$root/time"
+/usr/bin/time -f '%e %M %U %S' -o "$root/time" "$bin" --quiet backup create bench >/dev/null
+read -r a_wall a_rss a_user a_sys <"$root/time"
 ref=$(echo "$t1 - $t0" | bc -l)
 arch=$(ls "$root"/srv/backups/bench/*.tar.zst)
 printf 'tar | zstd -3 -T0: %.2f s, %d MB\n' "$ref" "$(($(stat -c %s "$root/ref.tar.zst") / 1000000))"
-printf 'abssctl backup create: %.2f s, %d MB, peak RSS %.1f MiB\n' "$a_wall" \
-    "$(($(stat -c %s "$arch") / 1000000))" "$(echo "$a_rss / 1024" | bc -l)"
+printf 'abssctl backup create: %.2f s (CPU %.2f s), %d MB, peak RSS %.1f MiB\n' "$a_wall" \
+    "$(echo "$a_user + $a_sys" | bc -l)" "$(($(stat -c %s "$arch") / 1000000))" "$(echo "$a_rss / 1024" | bc -l)"
 printf 'ratio: %.2f (target <= 1.10)\n' "$(echo "$a_wall / $ref" | bc -l)"
 "$bin" --quiet backup verify --all >/dev/null && echo "verify: ok"

@@ -13,9 +13,8 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
 
 /// A writer that hashes and counts every byte that reaches the inner writer.
 #[derive(Debug)]
@@ -53,6 +52,15 @@ impl<W: Write> Write for HashingWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// Bytes read at a time from a member's source (tar's own copy uses 8 KiB reads).
+const READ_BUF: usize = 1024 * 1024;
+/// Input per zstd job (see [`Encoder::new`]).
+const ZSTD_JOB_SIZE: u32 = 2 * 1024 * 1024;
+/// zstd worker threads: one per core available to us, at most 4 (each adds ~5 MiB).
+fn zstd_workers() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u32)
 }
 
 /// The compressor between tar and the hashing writer.
@@ -97,6 +105,12 @@ impl Encoder {
                 // A frame checksum: `zstd -t` (and restore) catch a damaged archive even
                 // without the index.
                 e.include_checksum(true)?;
+                // Worker threads, as `zstd -T0` has, but with small jobs: zstd's default
+                // job (4x the window, 8 MiB at level 3) buffers several jobs per worker
+                // and took peak memory past 64 MiB; 2 MiB jobs keep it near 40 MiB and
+                // cost nothing measurable in ratio or speed.
+                e.multithread(zstd_workers())?;
+                e.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
                 Encoder::Zstd(e)
             }
             Algorithm::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
@@ -228,7 +242,7 @@ impl ArchiveWriter {
         h.set_entry_type(tar::EntryType::Regular);
         h.set_size(size);
         let mut exact = ExactReader {
-            inner: data.take(size),
+            inner: io::BufReader::with_capacity(READ_BUF.min(size as usize), data.take(size)),
             left: size,
         };
         self.tar
@@ -284,196 +298,9 @@ impl<R: Read> Read for ExactReader<R> {
     }
 }
 
-/// How long a database lock may keep a snapshot waiting (a writer holding it that long
-/// is stuck; Actual's own writes take milliseconds).
-pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Snapshot the SQLite database `src` into the new file `dst` with the online backup API,
-/// then check the copy (`PRAGMA integrity_check`).
-///
-/// The whole database is copied in ONE backup step (`sqlite3_backup_step(-1)`): the step
-/// holds a read lock on the source for the copy, so the snapshot is one committed state
-/// and never restarts because a writer committed midway (which a page-by-page backup does
-/// after every write of another process). A writer waits the few milliseconds the copy
-/// takes (Actual's busy timeout absorbs it). The source is opened read-write without
-/// create: a hot journal left by a crashed writer is rolled back, as any reader would.
-pub fn sqlite_snapshot(src: &Path, dst: &Path, timeout: Duration) -> Result<()> {
-    use rusqlite::backup::{Backup, StepResult};
-    use rusqlite::{Connection, OpenFlags};
-    let what = || format!("snapshot of {}", src.display());
-    let from = Connection::open_with_flags(
-        src,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("opening {}", src.display()))?;
-    from.busy_timeout(timeout).with_context(what)?;
-    let mut to = Connection::open(dst).with_context(|| format!("creating {}", dst.display()))?;
-    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("setting the mode of {}", dst.display()))?;
-    let started = Instant::now();
-    {
-        let backup = Backup::new(&from, &mut to).with_context(what)?;
-        loop {
-            match backup.step(-1).with_context(what)? {
-                StepResult::Done => break,
-                StepResult::More => {}
-                // Busy, Locked (the enum is non-exhaustive: anything else is waited on too).
-                _ => {
-                    if started.elapsed() > timeout {
-                        return Err(Failure::environment(format!(
-                            "{} stayed locked for {}s",
-                            src.display(),
-                            timeout.as_secs()
-                        ))
-                        .hint("a writer holds the database; try again, or stop the instance first")
-                        .into());
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        }
-    }
-    let check: String = to
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .with_context(|| format!("checking the snapshot of {}", src.display()))?;
-    if check != "ok" {
-        return Err(Failure::environment(format!(
-            "the snapshot of {} fails SQLite's integrity check: {check}",
-            src.display()
-        ))
-        .hint("the database itself may be damaged: check it with sqlite3 PRAGMA integrity_check")
-        .into());
-    }
-    to.close()
-        .map_err(|(_, e)| e)
-        .with_context(|| format!("closing {}", dst.display()))?;
-    Ok(())
-}
-
-/// Files up to this size are held in memory while checked; larger ones are staged on disk
-/// (peak memory stays small whatever the blob sizes).
-pub const MEMORY_COPY_MAX: u64 = 8 * 1024 * 1024;
-/// How many times a file that changed during its copy is copied again.
-pub const COPY_ATTEMPTS: u32 = 5;
-/// A file modified this recently may be in the middle of a write: wait until it is older.
-pub const QUIET_PERIOD: Duration = Duration::from_millis(1000);
-
-/// A copy of a plain file known to be one whole version of it.
-#[derive(Debug)]
-pub enum StableCopy {
-    Memory(Vec<u8>),
-    Staged(PathBuf),
-}
-
-/// What identifies one version of a file: any write or replacement changes it.
-fn stamp(m: &Metadata) -> (u64, u64, u64, i64, i64, i64, i64) {
-    (
-        m.dev(),
-        m.ino(),
-        m.len(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-    )
-}
-
-fn hash_file(path: &Path) -> Result<(String, u64)> {
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut w = HashingWriter::new(io::sink());
-    io::copy(&mut f, &mut w).with_context(|| format!("reading {}", path.display()))?;
-    let (_, h, n) = w.into_parts();
-    Ok((h, n))
-}
-
-/// Copy `src` so that the copy is one whole version of it, never one torn by a write in
-/// progress (Actual uploads overwrite blobs in place).
-///
-/// Each attempt: wait until the file has been quiet for `quiet` ([`QUIET_PERIOD`]); stat; copy it
-/// (into memory, or into `staging/<stage_name>` when large) hashing the bytes; stat again;
-/// read it once more and hash. The copy counts only if size, mtime, ctime and inode are
-/// unchanged across the whole attempt AND both reads hash the same; otherwise it is
-/// retried ([`COPY_ATTEMPTS`] times, then an error). Returns the copy and the metadata of
-/// the version copied.
-///
-/// Chosen over holding the instance still: stopping the unit cuts off a client syncing at
-/// that moment (and its start can fail), and freezing its cgroup does not help at all, as
-/// a freeze can land in the middle of a blob write just as well. Checking costs clients
-/// nothing; its price is reading each file twice, from the page cache the first read
-/// filled.
-pub fn copy_stable(
-    src: &Path,
-    staging: &Path,
-    stage_name: &str,
-    quiet: Duration,
-) -> Result<(StableCopy, Metadata)> {
-    let mut pause = Duration::from_millis(100);
-    for attempt in 1..=COPY_ATTEMPTS {
-        let before = std::fs::symlink_metadata(src)
-            .with_context(|| format!("reading the metadata of {}", src.display()))?;
-        if !before.file_type().is_file() {
-            anyhow::bail!("{} is not a regular file", src.display());
-        }
-        let age = before
-            .modified()
-            .ok()
-            .and_then(|m| SystemTime::now().duration_since(m).ok())
-            .unwrap_or(quiet);
-        if age < quiet {
-            // Every attempt counts, the waits for a quiet file too.
-            std::thread::sleep(quiet - age);
-            continue;
-        }
-        let mut f = File::open(src).with_context(|| format!("opening {}", src.display()))?;
-        let (copy, first) = if before.len() <= MEMORY_COPY_MAX {
-            let mut buf = Vec::with_capacity(before.len() as usize);
-            f.read_to_end(&mut buf)
-                .with_context(|| format!("reading {}", src.display()))?;
-            let h = hex::encode(Sha256::digest(&buf));
-            (StableCopy::Memory(buf), h)
-        } else {
-            let dst = staging.join(stage_name);
-            let out = File::create(&dst).with_context(|| format!("creating {}", dst.display()))?;
-            let mut w = HashingWriter::new(io::BufWriter::new(out));
-            io::copy(&mut f, &mut w)
-                .map_err(|e| io_context(e, || format!("copying {}", src.display())))?;
-            let (out, h, _) = w.into_parts();
-            out.into_inner()
-                .map_err(|e| io_context(e.into_error(), || format!("writing {}", dst.display())))?;
-            (StableCopy::Staged(dst), h)
-        };
-        drop(f);
-        let after = std::fs::symlink_metadata(src)
-            .with_context(|| format!("reading the metadata of {}", src.display()))?;
-        let copied = match &copy {
-            StableCopy::Memory(b) => b.len() as u64,
-            StableCopy::Staged(p) => std::fs::metadata(p)
-                .with_context(|| format!("reading {}", p.display()))?
-                .len(),
-        };
-        if stamp(&before) == stamp(&after) && copied == before.len() {
-            let (second, n) = hash_file(src)?;
-            let last = std::fs::symlink_metadata(src)
-                .with_context(|| format!("reading the metadata of {}", src.display()))?;
-            if second == first && n == copied && stamp(&last) == stamp(&before) {
-                return Ok((copy, before));
-            }
-        }
-        tracing::info!(
-            file = %src.display(),
-            attempt,
-            "changed while being copied; copying it again"
-        );
-        std::thread::sleep(pause);
-        pause *= 2;
-    }
-    Err(Failure::environment(format!(
-        "{} kept changing while it was copied ({COPY_ATTEMPTS} attempts)",
-        src.display()
-    ))
-    .hint("something writes it continuously; run the backup again in a quieter moment")
-    .into())
-}
+#[path = "archive_stage.rs"]
+mod stage;
+pub use stage::*;
 
 /// One entry under a data directory, as found by [`walk`].
 #[derive(Debug)]

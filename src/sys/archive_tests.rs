@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 use super::*;
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, SystemTime};
 
 fn old(path: &Path) {
     let f = File::options().write(true).open(path).unwrap();
@@ -205,4 +207,75 @@ fn a_file_that_never_settles_is_an_error() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     assert!(format!("{err:#}").contains("kept changing"), "{err:#}");
+}
+
+#[test]
+fn prepare_ahead_keeps_the_order_and_stops_at_the_first_error() {
+    let items: Vec<u64> = (0..50).collect();
+    let mut seen = Vec::new();
+    prepare_ahead(
+        &items,
+        |x| *x * 1024 * 1024,
+        |i, x| Ok((i as u64, *x * 2)),
+        |x, (i, y)| {
+            assert_eq!((i, y), (*x, *x * 2));
+            seen.push(*x);
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(seen, items);
+
+    // A failed preparation is the result, and nothing after it is consumed.
+    let consumed = std::sync::atomic::AtomicUsize::new(0);
+    let err = prepare_ahead(
+        &items,
+        |_| 0,
+        |i, _| if i == 7 { anyhow::bail!("no") } else { Ok(i) },
+        |_, _| {
+            consumed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "no");
+    assert_eq!(consumed.into_inner(), 7);
+
+    // A failed consumer stops the producer (which may be waiting for room).
+    let prepared = std::sync::atomic::AtomicUsize::new(0);
+    let err = prepare_ahead(
+        &items,
+        |_| AHEAD_BYTES,
+        |_, _| {
+            prepared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        },
+        |_, ()| anyhow::bail!("full"),
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "full");
+    assert!(prepared.into_inner() <= 2, "the producer ran on");
+}
+
+/// The snapshot of a database is whole and readable without the journal it was
+/// written without.
+#[test]
+fn a_snapshot_has_no_journal_and_is_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("account.sqlite");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE t(v);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+         INSERT INTO t SELECT randomblob(3000) FROM n;",
+    )
+    .unwrap();
+    let snap = tmp.path().join("snap.sqlite");
+    sqlite_snapshot(&db, &snap, SQLITE_BUSY_TIMEOUT).unwrap();
+    assert!(!tmp.path().join("snap.sqlite-journal").exists());
+    let s = rusqlite::Connection::open(&snap).unwrap();
+    let n: i64 = s
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2000);
 }

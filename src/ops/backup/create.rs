@@ -224,6 +224,37 @@ fn metadata_members(
     Ok(v)
 }
 
+/// One entry of the data directory, ready to go into the archive.
+enum Ready {
+    Dir,
+    Skip,
+    /// A database snapshot in the staging dir, and its size.
+    Snapshot(PathBuf, u64),
+    Copy(StableCopy, std::fs::Metadata),
+}
+
+fn prepare(i: usize, f: &ar::Found, staging: &std::path::Path) -> Result<Ready> {
+    if f.meta.is_dir() {
+        return Ok(Ready::Dir);
+    }
+    Ok(match file_kind(&f.rel) {
+        DataKind::Skip => Ready::Skip,
+        DataKind::Sqlite => {
+            let snap = staging.join(format!("db-{i}.sqlite"));
+            ar::sqlite_snapshot(&f.path, &snap, ar::SQLITE_BUSY_TIMEOUT)?;
+            let size = std::fs::metadata(&snap)
+                .with_context(|| format!("reading {}", snap.display()))?
+                .len();
+            Ready::Snapshot(snap, size)
+        }
+        DataKind::Copy => {
+            let (copy, meta) =
+                ar::copy_stable(&f.path, staging, &format!("file-{i}"), ar::QUIET_PERIOD)?;
+            Ready::Copy(copy, meta)
+        }
+    })
+}
+
 fn create_one(
     ctx: &mut Ctx,
     name: &str,
@@ -287,48 +318,40 @@ fn create_one(
     let data_meta = std::fs::symlink_metadata(&data)
         .with_context(|| format!("reading the metadata of {}", data.display()))?;
     w.add_dir(bk::DATA_PREFIX, &data_meta)?;
+    // Snapshots and copies are made ahead of the archive, on another thread.
+    let stage = staging.path();
     let mut files = 0;
-    for (i, f) in found.iter().enumerate() {
-        let member = format!("{}/{}", bk::DATA_PREFIX, f.rel);
-        if f.meta.is_dir() {
-            w.add_dir(&member, &f.meta)?;
-            continue;
-        }
-        match file_kind(&f.rel) {
-            DataKind::Skip => continue,
-            DataKind::Sqlite => {
-                let snap = staging.path().join(format!("db-{i}.sqlite"));
-                progress.step(&format!("snapshot of {}", f.rel));
-                ar::sqlite_snapshot(&f.path, &snap, ar::SQLITE_BUSY_TIMEOUT)?;
-                let size = std::fs::metadata(&snap)
-                    .with_context(|| format!("reading {}", snap.display()))?
-                    .len();
-                let file = std::fs::File::open(&snap)
-                    .with_context(|| format!("opening {}", snap.display()))?;
-                w.add_file(&member, &f.meta, size, file)?;
-                sys::fs::remove_file_if_exists(&snap)?;
-            }
-            DataKind::Copy => {
-                let (copy, meta) = ar::copy_stable(
-                    &f.path,
-                    staging.path(),
-                    &format!("file-{i}"),
-                    ar::QUIET_PERIOD,
-                )?;
-                match copy {
-                    StableCopy::Memory(b) => w.add_file(&member, &meta, b.len() as u64, &b[..])?,
-                    StableCopy::Staged(p) => {
-                        let file = std::fs::File::open(&p)
-                            .with_context(|| format!("opening {}", p.display()))?;
-                        w.add_file(&member, &meta, meta.len(), file)?;
-                        sys::fs::remove_file_if_exists(&p)?;
-                    }
+    ar::prepare_ahead(
+        &found,
+        |f| if f.meta.is_file() { f.meta.len() } else { 0 },
+        |i, f| prepare(i, f, stage),
+        |f, ready| {
+            let member = format!("{}/{}", bk::DATA_PREFIX, f.rel);
+            match ready {
+                Ready::Dir => return w.add_dir(&member, &f.meta),
+                Ready::Skip => return Ok(()),
+                Ready::Snapshot(snap, size) => {
+                    progress.step(&format!("snapshot of {}", f.rel));
+                    let file = std::fs::File::open(&snap)
+                        .with_context(|| format!("opening {}", snap.display()))?;
+                    w.add_file(&member, &f.meta, size, file)?;
+                    sys::fs::remove_file_if_exists(&snap)?;
+                }
+                Ready::Copy(StableCopy::Memory(b), meta) => {
+                    w.add_file(&member, &meta, b.len() as u64, &b[..])?
+                }
+                Ready::Copy(StableCopy::Staged(p), meta) => {
+                    let file = std::fs::File::open(&p)
+                        .with_context(|| format!("opening {}", p.display()))?;
+                    w.add_file(&member, &meta, meta.len(), file)?;
+                    sys::fs::remove_file_if_exists(&p)?;
                 }
             }
-        }
-        files += 1;
-        progress.bytes("archive", w.input_bytes, Some(total));
-    }
+            files += 1;
+            progress.bytes("archive", w.input_bytes, Some(total));
+            Ok(())
+        },
+    )?;
     let data_bytes = w.input_bytes;
     let written = w.finish()?;
     drop(staging);
