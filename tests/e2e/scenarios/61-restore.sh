@@ -65,6 +65,12 @@ check "a fresh client reads B" reads "$DOMAIN" "$B_SYNC" "$B_ACCT" e2e61b
 
 step "a backup while a client syncs in a loop: the pause it sees, a consistent moment"
 read -r C_SYNC C_ACCT < <(write_budget e2e61c) || die "the client could not write budget C"
+# A 120 MB file beside the budgets (Actual ignores it) makes the backup last about a second,
+# so syncs (one every ~0.25 s) are sure to overlap it; removed again right after.
+must "a 120 MB file in fam's user-files, so the backup lasts" in_ct_sh '
+    head -c 120M /dev/urandom > /srv/fam/data/user-files/e2e-ballast.bin
+    chown actual-fam:actual-fam /srv/fam/data/user-files/e2e-ballast.bin
+    touch -d "-1 hour" /srv/fam/data/user-files/e2e-ballast.bin'
 client "https://$DOMAIN/" loop "$C_SYNC" "$C_ACCT" 10 e2e61loop >"$CT_SHARE/loop.json" 2>"$CT_SHARE/loop.err" &
 LOOP=$!
 sleep 4
@@ -73,6 +79,7 @@ must "backup create fam while the client adds and syncs one transaction after an
     in_ct abssctl backup create fam --reason manual -m "during the loop"
 B_END=$(date +%s%3N)
 DURING=$(backup_id manual)
+in_ct rm /srv/fam/data/user-files/e2e-ballast.bin
 wait "$LOOP" && LOOP_RC=0 || LOOP_RC=$?
 check "every sync of the loop succeeded, during the backup too" test "$LOOP_RC" = 0
 L=$CT_SHARE/loop.json
