@@ -4,6 +4,7 @@
 
 use super::{READ_BUF, io_context};
 use crate::error::Failure;
+use crate::sys::fs::read_full;
 use anyhow::{Context, Result};
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
@@ -109,20 +110,6 @@ fn stamp(m: &Metadata) -> (u64, u64, u64, i64, i64, i64, i64) {
         m.ctime(),
         m.ctime_nsec(),
     )
-}
-
-/// Read until `buf` is full or the file ends; the count read.
-fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Whether the file `path` now holds exactly the bytes of `copy` (compared byte for byte,

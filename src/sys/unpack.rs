@@ -20,6 +20,7 @@
 
 use crate::domain::backup::{self as bk, Algorithm, Manifest};
 use crate::error::Failure;
+use crate::sys::fs::read_full;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -166,20 +167,6 @@ impl ThreadedHash {
             .map_err(|_| io::Error::other("the archive reading thread panicked"))?;
         Ok(hex::encode(hasher.finalize()))
     }
-}
-
-/// Fill `buf` as far as the file allows (a short read only at its end).
-fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 impl Read for ThreadedHash {

@@ -473,6 +473,24 @@ ct_spki() {
         openssl dgst -sha256 -binary | base64"
 }
 
+# ct_system_cert <name>...: a self-signed certificate for these names as the machine's
+# system certificate (/etc/ssl/private/cert.pem holding certificate and key, cert.key;
+# 0400), the certificate in /root/e2e-ca.crt for the clients to trust, and the names on
+# 127.0.0.1 in /etc/hosts.
+ct_system_cert() {
+    local san
+    san=$(printf 'DNS:%s,' "$@")
+    in_ct_sh "
+    install -d -m 0700 /etc/ssl/private
+    cd /etc/ssl/private
+    openssl req -x509 -nodes -newkey rsa:2048 -sha256 -days 3650 -subj /CN=$1 \
+        -addext subjectAltName=${san%,} -keyout cert.key -out cert.crt 2>/dev/null
+    cat cert.crt cert.key > cert.pem
+    chmod 0400 cert.pem cert.key
+    cp cert.crt /root/e2e-ca.crt
+    echo '127.0.0.1 $*' >> /etc/hosts"
+}
+
 # ct_api_clients: the official clients `@actual-app/api` of tests/e2e/client/package.json
 # (one alias api-<version> per server version) in /root/client, built with the managed
 # Node 22 runtime, plus client.mjs and a `node` link beside them. Their node_modules (one

@@ -47,6 +47,35 @@ pub struct SetResult {
     pub planned_actions: Vec<PlannedAction>,
 }
 
+impl SetResult {
+    fn new(
+        instance: String,
+        timer: String,
+        schedule: Option<Schedule>,
+        normalized_calendar: Option<String>,
+    ) -> SetResult {
+        SetResult {
+            instance,
+            timer,
+            schedule,
+            normalized_calendar,
+            changed: false,
+            dry_run: false,
+            planned_actions: Vec::new(),
+        }
+    }
+
+    /// Record the plan for the audit, run it (or only show it: --dry-run), say what it did.
+    fn run(mut self, ctx: &mut Ctx, plan: Plan<'_>) -> Result<SetResult> {
+        self.planned_actions = plan.planned_actions();
+        ctx.record_plan(self.planned_actions.clone());
+        self.dry_run = ctx.globals.dry_run;
+        self.changed = !plan.is_empty() && !self.dry_run;
+        plan.run(self.dry_run)?;
+        Ok(self)
+    }
+}
+
 /// One row of `backup schedule --list`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -261,20 +290,8 @@ pub fn set(ctx: &mut Ctx, name: &str, a: &SetArgs) -> Result<SetResult> {
     if !(dropin_ok && live_ok) {
         plan_on(&mut plan, &sd, &layout, &e.name, &s, !live_ok);
     }
-    let planned = plan.planned_actions();
-    ctx.record_plan(planned.clone());
-    let dry_run = ctx.globals.dry_run;
-    let changed = !plan.is_empty() && !dry_run;
-    plan.run(dry_run)?;
-    Ok(SetResult {
-        instance: e.name,
-        timer,
-        schedule: Some(s),
-        normalized_calendar: normalized,
-        changed,
-        dry_run,
-        planned_actions: planned,
-    })
+    let result = SetResult::new(e.name, timer, Some(s), normalized);
+    result.run(ctx, plan)
 }
 
 /// `backup schedule <instance> --off`: no more scheduled backups (the existing backups
@@ -313,20 +330,7 @@ pub fn off(ctx: &mut Ctx, name: &str) -> Result<SetResult> {
     if live_on || has_timer(&layout, &e) {
         plan_off(&mut plan, &sd, &layout, &e.name);
     }
-    let planned = plan.planned_actions();
-    ctx.record_plan(planned.clone());
-    let dry_run = ctx.globals.dry_run;
-    let changed = !plan.is_empty() && !dry_run;
-    plan.run(dry_run)?;
-    Ok(SetResult {
-        instance: e.name,
-        timer,
-        schedule: None,
-        normalized_calendar: None,
-        changed,
-        dry_run,
-        planned_actions: planned,
-    })
+    SetResult::new(e.name, timer, None, None).run(ctx, plan)
 }
 
 fn rfc3339_usec(usec: u64) -> Option<String> {
@@ -426,4 +430,48 @@ pub fn no_policy(name: &str) -> anyhow::Error {
             "set one: abssctl backup schedule {name} --keep-daily 7 (or prune with explicit --keep-* flags)"
         ))
         .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(active: &str, ended: Option<u64>, result: &str, status: Option<i32>) -> TimerStatus {
+        TimerStatus {
+            service_active_state: active.into(),
+            service_ended_usec: ended,
+            service_result: result.into(),
+            service_exit_status: status,
+            ..TimerStatus::default()
+        }
+    }
+
+    #[test]
+    fn the_last_result_reads_as_the_operator_needs_it() {
+        assert_eq!(last_result(None), "unknown (systemd not reachable)");
+        assert_eq!(
+            last_result(Some(&st("inactive", None, "success", None))),
+            "never"
+        );
+        assert_eq!(
+            last_result(Some(&st("activating", Some(1), "success", Some(0)))),
+            "running"
+        );
+        assert_eq!(
+            last_result(Some(&st("inactive", Some(1), "success", Some(0)))),
+            "success"
+        );
+        assert_eq!(
+            last_result(Some(&st("failed", Some(1), "exit-code", Some(2)))),
+            "failed (exit-code, exit 2)"
+        );
+    }
+
+    #[test]
+    fn systemd_microseconds_become_rfc3339_utc() {
+        assert_eq!(
+            rfc3339_usec(1_764_720_000_000_000).as_deref(),
+            Some("2025-12-03T00:00:00Z")
+        );
+    }
 }

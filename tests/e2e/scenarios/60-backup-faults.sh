@@ -20,13 +20,7 @@ DOMAIN=faults.e2e.test
 BLOB=/srv/fam/data/user-files/e2e-big.blob
 
 step "TLS for $DOMAIN; Actual $VERSION current; instance fam with a 160 MB blob"
-must "self-signed /etc/ssl/private/cert.{pem,key}" in_ct_sh "
-    install -d -m 0700 /etc/ssl/private
-    cd /etc/ssl/private
-    openssl req -x509 -nodes -newkey rsa:2048 -sha256 -days 3650 -subj /CN=$DOMAIN \
-        -keyout cert.key -out cert.crt 2>/dev/null
-    cat cert.crt cert.key > cert.pem
-    chmod 0400 cert.pem cert.key"
+must "a self-signed system certificate for $DOMAIN" ct_system_cert "$DOMAIN"
 ct_seed_version "$VERSION"
 must "abssctl version switch $VERSION makes it current" in_ct abssctl -y version switch "$VERSION"
 must "instance create fam --domain $DOMAIN" in_ct abssctl instance create fam --domain "$DOMAIN"

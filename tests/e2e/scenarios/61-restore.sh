@@ -24,15 +24,7 @@ COPY=copy.e2e.test
 MID=mid.e2e.test
 
 step "TLS and names for $DOMAIN, $COPY and $MID; Actual $VERSION current"
-must "self-signed /etc/ssl/private/cert.{pem,key}" in_ct_sh "
-    install -d -m 0700 /etc/ssl/private
-    cd /etc/ssl/private
-    openssl req -x509 -nodes -newkey rsa:2048 -sha256 -days 3650 -subj /CN=$DOMAIN \
-        -addext subjectAltName=DNS:$DOMAIN,DNS:$COPY,DNS:$MID -keyout cert.key -out cert.crt 2>/dev/null
-    cat cert.crt cert.key > cert.pem
-    chmod 0400 cert.pem cert.key
-    cp cert.crt /root/e2e-ca.crt
-    printf '127.0.0.1 %s %s %s\n' $DOMAIN $COPY $MID >> /etc/hosts"
+must "a self-signed system certificate for $DOMAIN $COPY $MID" ct_system_cert "$DOMAIN" "$COPY" "$MID"
 ct_seed_version "$VERSION"
 must "abssctl version switch $VERSION makes it current" in_ct abssctl -y version switch "$VERSION" --no-backup
 head -c 18 /dev/urandom | base64 >"$CT_SHARE/password"

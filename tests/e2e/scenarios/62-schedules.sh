@@ -21,13 +21,7 @@ VERSION=26.9.0 # the version 30, 40, 50 and 61 use: the seeded tree is shared
 DOMAIN=sched.e2e.test
 
 step "TLS for $DOMAIN; Actual $VERSION current; instance fam"
-must "self-signed /etc/ssl/private/cert.{pem,key}" in_ct_sh "
-    install -d -m 0700 /etc/ssl/private
-    cd /etc/ssl/private
-    openssl req -x509 -nodes -newkey rsa:2048 -sha256 -days 3650 -subj /CN=$DOMAIN \
-        -keyout cert.key -out cert.crt 2>/dev/null
-    cat cert.crt cert.key > cert.pem
-    chmod 0400 cert.pem cert.key"
+must "a self-signed system certificate for $DOMAIN" ct_system_cert "$DOMAIN"
 ct_seed_version "$VERSION"
 must "abssctl version switch $VERSION makes it current" in_ct abssctl -y version switch "$VERSION"
 must "instance create fam --domain $DOMAIN" in_ct abssctl instance create fam --domain "$DOMAIN"
