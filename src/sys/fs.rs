@@ -188,6 +188,21 @@ pub fn exchange(a: &Path, b: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Read until `buf` is full or the reader ends (a short count only at its end); EINTR
+/// is retried.
+pub fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 mod tests {
@@ -236,19 +251,4 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         assert_eq!(read_optional(&tmp.path().join("none")).unwrap(), None);
     }
-}
-
-/// Read until `buf` is full or the reader ends (a short count only at its end); EINTR
-/// is retried.
-pub fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
