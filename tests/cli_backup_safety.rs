@@ -8,7 +8,8 @@
 
 mod common;
 use common::{
-    abssctl, installed_version, json_ok, machine, ops_log, registry_file, registry_with_budget,
+    abssctl, action_names, installed_version, json_ok, machine, ops_log, registry_file,
+    registry_with_budget, without_systemd,
 };
 use std::path::Path;
 
@@ -22,14 +23,7 @@ fn root_with_budget(root: &Path) {
 
 /// Run abssctl with systemd unreachable and no terminal: (exit code, stdout, stderr).
 fn run(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = abssctl(root)
-        .env(
-            "DBUS_SYSTEM_BUS_ADDRESS",
-            format!("unix:path={}", root.join("no-such-bus").display()),
-        )
-        .args(args)
-        .output()
-        .unwrap();
+    let out = without_systemd(root).args(args).output().unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -92,23 +86,9 @@ fn without_a_terminal_a_run_must_say_backup_or_no_backup() {
 fn planned(root: &Path, cmd: &[&str], flag: &'static str) -> Vec<String> {
     let args = with(&["--dry-run", "--json"], cmd);
     let args = with(&refs(&args), &[flag]);
-    let r = json_ok(
-        &abssctl(root)
-            .env(
-                "DBUS_SYSTEM_BUS_ADDRESS",
-                format!("unix:path={}", root.join("no-such-bus").display()),
-            )
-            .args(&args)
-            .output()
-            .unwrap(),
-    );
+    let r = json_ok(&without_systemd(root).args(&args).output().unwrap());
     assert_eq!(r["dry_run"], true, "{r}");
-    r["planned_actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].as_str().unwrap().to_string())
-        .collect()
+    action_names(&r)
 }
 
 #[test]
@@ -373,6 +353,11 @@ fn install_set_current_offers_the_backup_of_switch() {
         "{err}"
     );
     assert!(err.contains("switch current to Actual 26.10.0"), "{err}");
+    assert_eq!(state(root), before);
+    // --offline rebuilds first: refused before that, too.
+    let (rc, _, err) = run(root, &[&cmd[..], &["--offline"]].concat());
+    assert_eq!(rc, Some(2), "{err}");
+    assert!(err.contains("--no-backup"), "{err}");
     assert_eq!(state(root), before);
     let plan = |flag: &str| -> Vec<String> {
         let (rc, out, err) = run(

@@ -5,7 +5,10 @@
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
 mod common;
-use common::{abssctl, json_ok, machine, registry_file, registry_with_budget, run};
+use common::{
+    abssctl, action_names, json_ok, machine, registry_file, registry_with_budget, run,
+    without_systemd,
+};
 use std::path::Path;
 
 /// `budget` with a schedule: daily at 03:00, keep 2 daily.
@@ -17,15 +20,6 @@ fn scheduled_budget(root: &Path) {
         "    notes: \"\"\n    schedule:\n      on_calendar: '*-*-* 03:00'\n      randomized_delay: 1h\n      keep_daily: 2\n",
     );
     std::fs::write(&f, text).unwrap();
-}
-
-fn actions(v: &serde_json::Value) -> Vec<String> {
-    v["planned_actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]
@@ -58,6 +52,10 @@ fn bad_schedules_are_exit_2_and_change_nothing() {
             "no instance named 'nosuch'",
         ),
         (&["backup", "schedule", "Bad_Name"][..], "Bad_Name"),
+        (
+            &["backup", "schedule", "budget", "--keep-daily", "10001"][..],
+            "--keep-daily 10001 is more than 10000",
+        ),
         (
             &["backup", "schedule", "budget", "--off", "--keep-daily", "3"][..],
             "cannot be used with",
@@ -98,7 +96,7 @@ fn dry_runs_plan_the_timer_and_write_nothing() {
             .unwrap(),
     );
     assert_eq!(
-        actions(&v),
+        action_names(&v),
         ["registry_write", "timer_dropin", "timer_enable"]
     );
     let s = &v["schedule"];
@@ -125,7 +123,7 @@ fn dry_runs_plan_the_timer_and_write_nothing() {
             .output()
             .unwrap(),
     );
-    assert!(actions(&v).is_empty(), "{v}");
+    assert!(action_names(&v).is_empty(), "{v}");
     // --off of a scheduled one: registry, stop + disable, drop-in.
     scheduled_budget(root);
     let scheduled = std::fs::read(registry_file(root)).unwrap();
@@ -143,7 +141,7 @@ fn dry_runs_plan_the_timer_and_write_nothing() {
             .unwrap(),
     );
     assert_eq!(
-        actions(&v),
+        action_names(&v),
         ["registry_write", "timer_disable", "timer_dropin"]
     );
     assert!(v["schedule"].is_null());
@@ -157,11 +155,7 @@ fn list_without_systemd_shows_the_registry_and_warns_once() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     scheduled_budget(root);
-    let out = abssctl(root)
-        .env(
-            "DBUS_SYSTEM_BUS_ADDRESS",
-            format!("unix:path={}/no-such-bus", root.display()),
-        )
+    let out = without_systemd(root)
         .args(["--json", "backup", "schedule", "--list"])
         .output()
         .unwrap();
@@ -204,9 +198,9 @@ fn new_instances_get_the_configured_schedule_or_none() {
         .output()
         .unwrap()
     };
-    let with = actions(&json_ok(&create(&[])));
+    let with = action_names(&json_ok(&create(&[])));
     assert!(with.contains(&"timer_enable".to_string()), "{with:?}");
-    let without = actions(&json_ok(&create(&[(
+    let without = action_names(&json_ok(&create(&[(
         "ABSSCTL_BACKUPS_SCHEDULE_ENABLED",
         "false",
     )])));

@@ -22,13 +22,7 @@ fn machine_with_accounts(root: &Path, passwd: &str, group: &str) {
 }
 
 fn actions(out: &std::process::Output) -> Vec<String> {
-    let v = common::json_ok(out);
-    v["planned_actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].as_str().unwrap().to_string())
-        .collect()
+    common::action_names(&common::json_ok(out))
 }
 
 #[test]

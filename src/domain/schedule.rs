@@ -120,6 +120,21 @@ pub fn check_calendar_text(spec: &str) -> Result<(), Failure> {
     }
 }
 
+/// Most backups one retention rule may keep (the same bound as the `backups.retention.*`
+/// configuration keys).
+pub const COUNT_MAX: u32 = 10_000;
+
+/// A retention count given as `flag`: 0 (rule off) to [`COUNT_MAX`].
+pub fn check_count(flag: &str, n: u32) -> Result<(), Failure> {
+    if n <= COUNT_MAX {
+        return Ok(());
+    }
+    Err(
+        Failure::validation(format!("{flag} {n} is more than {COUNT_MAX}"))
+            .hint("give how many backups that rule keeps, 0 to 10000 (0: the rule is not used)"),
+    )
+}
+
 /// A systemd time span as RandomizedDelaySec= takes it, in the plain forms: `0`, `90`,
 /// `30s`, `15min`, `2h`, `1h 30min`.
 pub fn check_delay(spec: &str) -> Result<(), Failure> {

@@ -57,6 +57,17 @@ pub fn read_manifest(vdir: &Path) -> Result<Option<Manifest>> {
 pub fn install(ctx: &mut Ctx, o: &InstallOpts) -> Result<Report> {
     let spec = validate::version(&o.version)?;
     if o.offline {
+        if o.set_current {
+            // Refused now, not after the rebuild (as below for a fresh install).
+            let vs = spec.to_string();
+            let followers = crate::ops::version_manage::switch_followers(ctx, &vs)?;
+            safety::check(
+                ctx,
+                &followers,
+                &format!("switch current to Actual {vs}"),
+                o.offer,
+            )?;
+        }
         let mut report = reinstall(ctx, &o.version)?;
         if o.set_current {
             let vs = spec.to_string();

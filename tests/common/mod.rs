@@ -136,3 +136,24 @@ pub fn run(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// abssctl with the system bus pointed at a socket that does not exist: systemd is out of
+/// reach, as on a machine without it (what a CPU-tier test of a systemd path needs).
+pub fn without_systemd(root: &Path) -> assert_cmd::Command {
+    let mut c = abssctl(root);
+    c.env(
+        "DBUS_SYSTEM_BUS_ADDRESS",
+        format!("unix:path={}", root.join("no-such-bus").display()),
+    );
+    c
+}
+
+/// The `action` of every planned action in a `--json` result, in order.
+pub fn action_names(v: &serde_json::Value) -> Vec<String> {
+    v["planned_actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_string())
+        .collect()
+}

@@ -372,7 +372,7 @@ pub(super) fn value(key: &str, v: &Json) -> Result<(), Failure> {
         ("backups.schedule.on_calendar", _) => crate::domain::schedule::check_calendar_text(s),
         ("backups.schedule.randomized_delay", _) => crate::domain::schedule::check_delay(s),
         (k, _) if k.starts_with("backups.retention.") => match v.as_i64() {
-            Some(0..=10_000) => Ok(()),
+            Some(n) if (0..=i64::from(crate::domain::schedule::COUNT_MAX)).contains(&n) => Ok(()),
             _ => Err(
                 Failure::validation(format!("{v} is not a count from 0 to 10000"))
                     .hint("give how many backups that rule keeps (0: the rule is not used)"),

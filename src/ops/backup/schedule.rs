@@ -213,11 +213,21 @@ pub fn plan_off<'a>(plan: &mut Plan<'a>, sd: &'a dyn Systemd, layout: &Layout, n
 /// Does this instance have anything of a timer to take down (a schedule in the registry,
 /// or a drop-in left by hand or by an interrupted run)?
 pub fn has_timer(layout: &Layout, entry: &crate::domain::state::InstanceEntry) -> bool {
-    entry.schedule.is_some() || sch::dropin_path(layout, &entry.name).exists()
+    entry.schedule.is_some() || sys::instdir::exists(&sch::dropin_path(layout, &entry.name))
 }
 
 /// Validate the flags before anything else (text, then systemd's own parser).
 fn check_args(a: &SetArgs) -> Result<Option<String>> {
+    for (flag, n) in [
+        ("--keep", a.keep_last),
+        ("--keep-daily", a.keep_daily),
+        ("--keep-weekly", a.keep_weekly),
+        ("--keep-monthly", a.keep_monthly),
+    ] {
+        if let Some(n) = n {
+            sch::check_count(flag, n)?;
+        }
+    }
     if let Some(d) = &a.randomized_delay {
         sch::check_delay(d)?;
     }
