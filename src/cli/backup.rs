@@ -372,7 +372,11 @@ fn restore_cmd(ctx: &mut Ctx, r: &RestoreCli) -> anyhow::Result<Report> {
         port: r.port,
         offer: safety::Offer::from_flags(r.backup, r.no_backup),
     };
-    let res = restore::restore(ctx, &args)?;
+    restore_report(&restore::restore(ctx, &args)?)
+}
+
+/// The report of an in-place or new-instance restore (also `instance rollback`'s).
+pub(crate) fn restore_report(res: &restore::RestoreResult) -> anyhow::Result<Report> {
     let human = if res.dry_run {
         let steps = res
             .planned_actions
@@ -408,7 +412,7 @@ fn restore_cmd(ctx: &mut Ctx, r: &RestoreCli) -> anyhow::Result<Report> {
         }
         s
     };
-    Ok(Report::new(&res, human)?.changed(res.changed))
+    Ok(Report::new(res, human)?.changed(res.changed))
 }
 
 fn prune_cmd(ctx: &mut Ctx, p: &PruneCli) -> anyhow::Result<Report> {

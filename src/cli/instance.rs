@@ -41,12 +41,24 @@ pub enum InstanceCmd {
     SetDomain { name: String, domain: String },
     /// Move the instance to another loopback port (restarts it).
     SetPort { name: String, port: u16 },
-    /// Bind the instance to another installed version, or 'current' (restarts it).
-    /// Offers a backup of its data first.
+    /// Bind the instance to another installed version, or 'current'. Another version goes
+    /// the upgrade's way: stop, snapshot, restart, health gate, automatic rollback (the
+    /// snapshot is always taken; --backup/--no-backup apply to a binding-only change).
     #[command(disable_version_flag = true)]
     SetVersion {
         name: String,
         version: String,
+        #[command(flatten)]
+        offer: OfferFlags,
+    },
+    /// Put the instance back on the data and version of its newest pre-upgrade snapshot
+    /// (or of the backup given): a restore in place, health-gated. Offers a backup of the
+    /// current data first.
+    Rollback {
+        name: String,
+        /// The backup to go back to (default: the newest with reason pre-upgrade).
+        #[arg(long, value_name = "ID")]
+        to_backup: Option<String>,
         #[command(flatten)]
         offer: OfferFlags,
     },
@@ -158,6 +170,7 @@ impl InstanceCmd {
             InstanceCmd::SetDomain { .. } => "set-domain",
             InstanceCmd::SetPort { .. } => "set-port",
             InstanceCmd::SetVersion { .. } => "set-version",
+            InstanceCmd::Rollback { .. } => "rollback",
             InstanceCmd::Rename { .. } => "rename",
             InstanceCmd::Delete { .. } => "delete",
         }
@@ -396,10 +409,19 @@ pub fn run(ctx: &mut Ctx, cmd: &InstanceCmd) -> anyhow::Result<Report> {
             name,
             version,
             offer,
-        } => action_report(&lifecycle::set(
+        } => match ops::upgrade::set_version(ctx, name, version, offer.offer())? {
+            ops::upgrade::SetVersion::Upgrade(r) => Ok(r),
+            ops::upgrade::SetVersion::Binding(a) => action_report(&a),
+        },
+        InstanceCmd::Rollback {
+            name,
+            to_backup,
+            offer,
+        } => crate::cli::backup::restore_report(&ops::upgrade::rollback::rollback(
             ctx,
             name,
-            &Change::Version(version.clone(), offer.offer()),
+            to_backup.as_deref(),
+            offer.offer(),
         )?),
         InstanceCmd::Rename {
             name,

@@ -14,6 +14,7 @@ pub mod instance;
 pub mod output;
 pub mod ports;
 pub mod progress;
+pub mod upgrade;
 pub mod version;
 
 pub use output::Report;
@@ -75,6 +76,8 @@ pub enum Command {
     /// Back up instances, list and verify the backups.
     #[command(subcommand)]
     Backup(backup::BackupCmd),
+    /// Move instances to another Actual version safely (snapshot, health gate, rollback).
+    Upgrade(upgrade::UpgradeCli),
     #[command(flatten)]
     InstanceShortcut(instance::Shortcut),
 }
@@ -88,6 +91,7 @@ impl Command {
             Command::Version(c) => format!("version {}", c.name()),
             Command::Instance(c) => format!("instance {}", c.name()),
             Command::Backup(c) => format!("backup {}", c.name()),
+            Command::Upgrade(_) => "upgrade".to_string(),
             Command::InstanceShortcut(c) => format!("instance {}", c.name()),
         }
     }
@@ -173,6 +177,7 @@ pub fn dispatch(ctx: &mut crate::ops::Ctx, command: &Command) -> anyhow::Result<
         Command::Version(c) => version::run(ctx, c),
         Command::Instance(c) => instance::run(ctx, c),
         Command::Backup(c) => backup::run(ctx, c),
+        Command::Upgrade(u) => upgrade::run(ctx, u),
         Command::InstanceShortcut(c) => instance::run_shortcut(ctx, c),
     }
 }

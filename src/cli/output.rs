@@ -16,6 +16,7 @@ pub fn render(g: &Globals, outcome: Outcome<'_>) {
             hint,
         } => print_error(g, kind, message, hint),
         Outcome::Warning(message) => eprintln!("warning: {message}"),
+        Outcome::ErrorAfter(message) => eprintln!("error: {message}"),
     }
 }
 

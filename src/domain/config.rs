@@ -63,6 +63,8 @@ pub struct Config {
     pub backups_retention_keep_daily: u32,
     pub backups_retention_keep_weekly: u32,
     pub backups_retention_keep_monthly: u32,
+    /// Seconds an upgraded (or rolled back) server has to pass the health gate.
+    pub upgrades_health_timeout: u64,
 }
 
 /// Default location of the operator's configuration file.
@@ -105,6 +107,7 @@ impl Default for Config {
             backups_retention_keep_daily: 7,
             backups_retention_keep_weekly: 4,
             backups_retention_keep_monthly: 6,
+            upgrades_health_timeout: 60,
         }
     }
 }
@@ -158,6 +161,7 @@ pub const KEYS: &[KeyDef] = &[
     k("backups.retention.keep_daily", Type::Int),
     k("backups.retention.keep_weekly", Type::Int),
     k("backups.retention.keep_monthly", Type::Int),
+    k("upgrades.health_timeout", Type::Int),
 ];
 
 /// ABSSCTL_* variables that are not config keys and are read elsewhere (clap, logging, the

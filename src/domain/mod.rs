@@ -5,6 +5,7 @@ pub mod backup;
 pub mod config;
 pub mod instance;
 pub mod layout;
+pub mod migrations;
 pub mod render;
 pub mod retention;
 pub mod schedule;

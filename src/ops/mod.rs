@@ -19,6 +19,7 @@ pub mod instance;
 pub mod ports;
 pub mod report;
 pub mod ui;
+pub mod upgrade;
 pub mod version;
 pub mod version_build;
 pub mod version_manage;
@@ -193,7 +194,18 @@ pub fn execute(
     let (rc, status_msg, errors, changed) = match &result {
         Ok(report) => {
             render(&globals, Outcome::Done(report));
-            (0, "ok".to_string(), Vec::new(), report.changed)
+            match &report.failed {
+                None => (0, "ok".to_string(), Vec::new(), report.changed),
+                Some((kind, message)) => {
+                    render(&globals, Outcome::ErrorAfter(message));
+                    (
+                        kind.exit_code(),
+                        message.clone(),
+                        vec![message.clone()],
+                        report.changed,
+                    )
+                }
+            }
         }
         Err(err) => {
             let (kind, message, hint) = error::classify(err);

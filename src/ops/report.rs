@@ -14,6 +14,9 @@ pub struct Report {
     pub json: serde_json::Value,
     pub human: String,
     pub changed: bool,
+    /// A command that reports a full result AND failed (an upgrade that stopped at an
+    /// instance): its exit code and one-line error, shown after the result.
+    pub failed: Option<(Kind, String)>,
 }
 
 impl Report {
@@ -23,7 +26,13 @@ impl Report {
             json: serde_json::to_value(data)?,
             human: human.into(),
             changed: false,
+            failed: None,
         })
+    }
+    /// Mark the command failed although it has a result to show (exit code of `kind`).
+    pub fn failed(mut self, kind: Kind, message: impl Into<String>) -> Self {
+        self.failed = Some((kind, message.into()));
+        self
     }
     /// Mark that the command changed state.
     pub fn changed(mut self, changed: bool) -> Self {
@@ -44,6 +53,9 @@ pub enum Outcome<'a> {
     },
     /// Never replaces the command's result (e.g. the operations log could not be written).
     Warning(&'a str),
+    /// After a result marked [`Report::failed`]: the error line (stderr only, so `--json`
+    /// output stays one document).
+    ErrorAfter(&'a str),
 }
 
 /// The human text of a list result: an aligned table (no colour, stable for tests and

@@ -33,6 +33,22 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
+/// The names of the entries of a directory that may be absent (`None`), sorted.
+pub fn list_names(dir: &Path) -> Result<Option<Vec<String>>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.with_context(|| format!("listing {}", dir.display()))?;
+        out.push(e.file_name().to_string_lossy().into_owned());
+    }
+    out.sort();
+    Ok(Some(out))
+}
+
 /// mkdir -p with the given mode for created directories.
 pub fn create_dir_all_mode(dir: &Path, mode: u32) -> Result<()> {
     std::fs::DirBuilder::new()

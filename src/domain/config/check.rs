@@ -378,6 +378,14 @@ pub(super) fn value(key: &str, v: &Json) -> Result<(), Failure> {
                     .hint("give how many backups that rule keeps (0: the rule is not used)"),
             ),
         },
+        ("upgrades.health_timeout", _) => match v.as_i64() {
+            Some(5..=3600) => Ok(()),
+            _ => Err(
+                Failure::validation(format!("{v} is not a number of seconds from 5 to 3600")).hint(
+                    "how long an upgraded server may take to pass its health gate (default 60)",
+                ),
+            ),
+        },
         _ => Ok(()),
     }
 }

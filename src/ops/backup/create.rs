@@ -18,6 +18,7 @@ use crate::ops::Ctx;
 use crate::ops::instance::{find, resolve_version};
 use crate::sys;
 use crate::sys::archive::{self as ar, ArchiveWriter, StableCopy};
+use crate::sys::lock::LockGuard;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -121,7 +122,7 @@ pub fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<CreateResult> {
         let r = if ctx.globals.dry_run {
             plan_one(ctx, name, alg, level, args).map(|p| out.planned.push(p))
         } else {
-            create_one(ctx, name, alg, level, args).map(|c| out.backups.push(c))
+            create_one(ctx, name, alg, level, args, None).map(|c| out.backups.push(c))
         };
         if let Err(e) = r {
             let made: Vec<&str> = out.backups.iter().map(|b| b.id.as_str()).collect();
@@ -255,16 +256,39 @@ fn prepare(i: usize, f: &ar::Found, staging: &std::path::Path) -> Result<Ready> 
     })
 }
 
+/// One backup of `name` taken while the caller holds the global and the instance lock
+/// (`global` is the held global lock, for the index entry). The caller decides whether the
+/// instance runs: a stopped instance gives an exact copy of its data.
+pub fn create_held(
+    ctx: &mut Ctx,
+    global: &LockGuard,
+    name: &str,
+    args: &CreateArgs,
+) -> Result<Created> {
+    let (alg, level) = bk::resolve_compression(
+        args.compression
+            .as_deref()
+            .unwrap_or(&ctx.cfg().backups_compression_algorithm),
+        args.level.unwrap_or(ctx.cfg().backups_compression_level),
+    )?;
+    create_one(ctx, name, alg, level, args, Some(global))
+}
+
 fn create_one(
     ctx: &mut Ctx,
     name: &str,
     alg: Algorithm,
     level: i32,
     args: &CreateArgs,
+    held: Option<&LockGuard>,
 ) -> Result<Created> {
     let started = Instant::now();
-    let global = ctx.lock_global()?;
-    let instance_lock = ctx.lock_instance(name)?;
+    // Under the caller's locks (an upgrade holds both from its stop to its health gate),
+    // or under our own: the global one only to read the entry, the instance one throughout.
+    let (global, instance_lock) = match held {
+        Some(_) => (None, None),
+        None => (Some(ctx.lock_global()?), Some(ctx.lock_instance(name)?)),
+    };
     let state = State::load(&ctx.layout)?;
     let entry = find(&state, name)?.clone();
     drop(global);
@@ -388,9 +412,12 @@ fn create_one(
         status: Status::Present,
         verified_at: None,
     };
-    let result = result.and_then(|()| {
-        let global = ctx.lock_global()?;
-        super::update_index(ctx, &global, |idx| Ok(idx.add(entry)?))
+    let result = result.and_then(|()| match held {
+        Some(global) => super::update_index(ctx, global, |idx| Ok(idx.add(entry)?)),
+        None => {
+            let global = ctx.lock_global()?;
+            super::update_index(ctx, &global, |idx| Ok(idx.add(entry)?))
+        }
     });
     if let Err(e) = result {
         // No archive without its index entry: remove what was written.

@@ -334,6 +334,15 @@ pub fn probe_health(port: u16) -> bool {
         Ok(r) if r.status == 200 && r.body.contains("UP"))
 }
 
+/// What the server must show before it counts as healthy: beyond GET /health, that it
+/// runs `version` (GET /info: the unit really started the binding's version, not a stale
+/// drop-in) and that its account endpoint answers (its data migrated and opened). An
+/// upgrade gates on it; a plain start passes `None` for the version.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    pub version: Option<String>,
+}
+
 /// Wait until the server on `port` answers GET /health, watching its unit: a unit that
 /// failed or was restarted after a crash ends the wait at once (it is crash-looping), and
 /// the error carries the last journal lines.
@@ -344,11 +353,34 @@ pub fn wait_healthy(
     restarts_before: u32,
     timeout: Duration,
 ) -> Result<Duration> {
+    wait_serving(sd, unit, port, restarts_before, timeout, &Expect::default())
+}
+
+/// The one path to "healthy" for start, restart, restore and upgrade (see [`Expect`]).
+/// Polls every 20-100 ms: a refused loopback connection costs microseconds, and the
+/// server's first answer is what every caller waits for.
+pub fn wait_serving(
+    sd: &dyn Systemd,
+    unit: &str,
+    port: u16,
+    restarts_before: u32,
+    timeout: Duration,
+    expect: &Expect,
+) -> Result<Duration> {
     let started = Instant::now();
-    let mut pause = Duration::from_millis(50);
+    let mut pause = Duration::from_millis(20);
+    let mut last_answer = String::new();
     loop {
         if probe_health(port) {
-            return Ok(started.elapsed());
+            match serves(port, expect) {
+                Ok(()) => return Ok(started.elapsed()),
+                Err(Wrong::Fatal(why)) => {
+                    return Err(Failure::provider(format!("{unit} is not healthy: {why}"))
+                        .hint(format!("last log lines:\n  {}", journal_tail(unit)))
+                        .into());
+                }
+                Err(Wrong::NotYet(why)) => last_answer = why,
+            }
         }
         let st = sd
             .unit_status(&[unit.to_string()])?
@@ -373,6 +405,8 @@ pub fn wait_healthy(
                     "its process exited ({}/{}{again})",
                     st.active_state, st.sub_state
                 )
+            } else if !last_answer.is_empty() {
+                format!("{last_answer} within {}s", timeout.as_secs())
             } else {
                 format!(
                     "no answer on 127.0.0.1:{port}/health within {}s",
@@ -384,7 +418,49 @@ pub fn wait_healthy(
                 .into());
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(250));
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// Why a server that answers /health does not pass the gate yet (or never will).
+enum Wrong {
+    NotYet(String),
+    Fatal(String),
+}
+
+/// The checks after /health said UP (see [`Expect`]).
+fn serves(port: u16, expect: &Expect) -> std::result::Result<(), Wrong> {
+    let Some(want) = &expect.version else {
+        return Ok(());
+    };
+    let info = sys::http::get(port, "/info", PROBE_TIMEOUT)
+        .map_err(|e| Wrong::NotYet(format!("GET /info failed ({e:#})")))?;
+    let got = serde_json::from_str::<serde_json::Value>(&info.body)
+        .ok()
+        .and_then(|v| v["build"]["version"].as_str().map(str::to_string));
+    match got {
+        Some(v) if v == *want => {}
+        // Another version answers: the unit runs what its drop-in said before (waiting
+        // longer changes nothing).
+        Some(v) => return Err(Wrong::Fatal(format!("it runs Actual {v}, not {want}"))),
+        None => {
+            return Err(Wrong::NotYet(format!(
+                "GET /info gave no version (HTTP {})",
+                info.status
+            )));
+        }
+    }
+    let acct = sys::http::get(port, "/account/needs-bootstrap", PROBE_TIMEOUT)
+        .map_err(|e| Wrong::NotYet(format!("GET /account/needs-bootstrap failed ({e:#})")))?;
+    let ok = acct.status == 200
+        && serde_json::from_str::<serde_json::Value>(&acct.body).is_ok_and(|v| v["status"] == "ok");
+    if ok {
+        Ok(())
+    } else {
+        Err(Wrong::NotYet(format!(
+            "GET /account/needs-bootstrap answered HTTP {}",
+            acct.status
+        )))
     }
 }
 
@@ -419,14 +495,44 @@ pub fn step_start_healthy<'a>(
     restart: bool,
     timing: Option<&'a std::cell::Cell<Option<Duration>>>,
 ) {
+    let gate = Gate {
+        expect: Expect::default(),
+        timeout: HEALTH_TIMEOUT,
+    };
+    step_start_gated(plan, sd, unit, port, restart, gate, timing);
+}
+
+/// What a start waits for, and how long.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub expect: Expect,
+    pub timeout: Duration,
+}
+
+/// Step: start (or restart) the unit and wait until it passes `gate`; undo stops it.
+pub fn step_start_gated<'a>(
+    plan: &mut Plan<'a>,
+    sd: &'a dyn Systemd,
+    unit: String,
+    port: u16,
+    restart: bool,
+    gate: Gate,
+    timing: Option<&'a std::cell::Cell<Option<Duration>>>,
+) {
     let verb = if restart { "restart" } else { "start" };
+    let what = match &gate.expect.version {
+        Some(v) => format!(
+            "{verb} {unit} and wait until 127.0.0.1:{port} is healthy, runs Actual {v} and its accounts answer"
+        ),
+        None => format!("{verb} {unit} and wait for GET /health on 127.0.0.1:{port}"),
+    };
     plan.step(
         if restart {
             "unit_restart"
         } else {
             "unit_start"
         },
-        format!("{verb} {unit} and wait for GET /health on 127.0.0.1:{port}"),
+        what,
         move || {
             // A start asked for is not a crash loop: not refused by the start limit (and
             // NRestarts counts from 0 again, so it is read after).
@@ -438,7 +544,7 @@ pub fn step_start_healthy<'a>(
             } else {
                 sd.start_unit(&unit, JOB_TIMEOUT)?;
             }
-            match wait_healthy(sd, &unit, port, before, HEALTH_TIMEOUT) {
+            match wait_serving(sd, &unit, port, before, gate.timeout, &gate.expect) {
                 Ok(_) => {
                     if let Some(t) = timing {
                         t.set(Some(t0.elapsed()));

@@ -1,0 +1,393 @@
+//! One instance moves to another version as one transaction, under its locks from the stop
+//! to the health gate:
+//!
+//! stop -> snapshot (reason `pre-upgrade`, taken while stopped: an exact copy) -> rebind
+//! (registry, account, drop-in) -> start -> health gate (unit up and not restarting,
+//! /health UP, /info reports the TARGET version, the account endpoint answers).
+//!
+//! A failure anywhere undoes the steps in reverse: the unit is stopped, the drop-in and the
+//! registry entry are put back, and, once the new version has started (its migrations are
+//! one way), the snapshot's data is swapped in for the migrated data (kept beside it, never
+//! deleted), then the old version is started and gated again. The error names both
+//! outcomes: why the upgrade failed, and whether the rollback was complete.
+
+use super::downgrade;
+use crate::domain::backup::{self as bk, Entry};
+use crate::domain::instance as inst;
+use crate::domain::layout::Layout;
+use crate::domain::state::{InstanceEntry, State, VersionBinding};
+use crate::domain::txn::{self, Plan, Rollback};
+use crate::ops::Ctx;
+use crate::ops::backup::create::{self, CreateArgs, Created};
+use crate::ops::backup::restore::{SWAPPED_MARKER, extract, new_staging};
+use crate::ops::instance::{
+    Expect, Gate, Locks, begin, find, render_dropin, resolve_version, step_dropin, step_save_state,
+    step_start_gated, wait_serving,
+};
+use crate::ops::instance::{JOB_TIMEOUT, account::Adopt};
+use crate::sys;
+use crate::sys::systemd::{LazySystemd, Systemd};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The reason recorded on the snapshot an upgrade takes (what `instance rollback` finds).
+pub const REASON: &str = "pre-upgrade";
+
+/// How one instance's upgrade ended.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Runs the target version and passed the gate.
+    Upgraded,
+    /// Already ran the target version: nothing done.
+    Unchanged,
+    /// Failed; back on its old version and its own data, serving (if it served before).
+    RolledBack,
+    /// Failed, and the rollback did not complete: see `rollback` and the warnings.
+    RollbackIncomplete,
+    /// Refused before any change (e.g. a downgrade below the data's migrations).
+    Refused,
+    /// Not tried: a rolling upgrade stopped at an earlier instance.
+    NotAttempted,
+    /// Planned (`--dry-run`).
+    Planned,
+}
+
+/// One instance in the result of `upgrade`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub instance: String,
+    pub status: Status,
+    pub from: Option<String>,
+    pub to: String,
+    pub version_binding: Option<String>,
+    /// The snapshot taken before the change (what a rollback restores).
+    pub snapshot: Option<String>,
+    /// Stop to healthy (success) or to the old version healthy again (rollback).
+    pub downtime_ms: Option<u64>,
+    /// Start of the new version to passing the gate.
+    pub healthy_after_ms: Option<u64>,
+    /// From the failed gate to the old version healthy again.
+    pub rollback_ms: Option<u64>,
+    pub error: Option<String>,
+    /// "rolled back" or "rollback incomplete (...)".
+    pub rollback: Option<String>,
+}
+
+impl Outcome {
+    pub fn new(instance: &str, status: Status, to: &str) -> Outcome {
+        Outcome {
+            instance: instance.to_string(),
+            status,
+            from: None,
+            to: to.to_string(),
+            version_binding: None,
+            snapshot: None,
+            downtime_ms: None,
+            healthy_after_ms: None,
+            rollback_ms: None,
+            error: None,
+            rollback: None,
+        }
+    }
+
+    /// Did this instance end where the operator wanted it (or untouched by choice)?
+    pub fn ok(&self) -> bool {
+        matches!(
+            self.status,
+            Status::Upgraded | Status::Unchanged | Status::Planned
+        )
+    }
+}
+
+/// The binding after the upgrade: a follower of `current` keeps following when `current`
+/// already is the target; otherwise the instance is bound to the target exactly.
+pub fn binding_for(layout: &Layout, old: &VersionBinding, target: &str) -> VersionBinding {
+    if *old == VersionBinding::Current
+        && resolve_version(layout, &VersionBinding::Current).is_ok_and(|r| r.version == target)
+    {
+        return VersionBinding::Current;
+    }
+    match semver::Version::parse(target) {
+        Ok(v) => VersionBinding::Exact(v),
+        Err(_) => VersionBinding::Current,
+    }
+}
+
+/// Move `name` to `binding` (which resolves to an installed version) through the
+/// transaction of the module doc. `Err` only for what stops the command before any change
+/// (input, locks, registry); the upgrade's own failure is an `Outcome`.
+pub fn upgrade(
+    ctx: &mut Ctx,
+    name: &str,
+    binding: &VersionBinding,
+    gate_timeout: Duration,
+) -> Result<Outcome> {
+    let (name, locks): (_, Locks) = begin(ctx, name)?;
+    let name = name.as_str().to_string();
+    let before = State::load(&ctx.layout)?;
+    let old = find(&before, &name)?.clone();
+    let to = resolve_version(&ctx.layout, binding)?;
+    let mut out = Outcome::new(&name, Status::Planned, &to.version);
+    let from = resolve_version(&ctx.layout, &old.version_binding).ok();
+    out.from = from.as_ref().map(|f| f.version.clone());
+    out.version_binding = Some(binding.to_string());
+    let mut new: InstanceEntry = old.clone();
+    new.version_binding = binding.clone();
+    let dropin = render_dropin(&ctx.layout, &new, &to)?;
+    let dropin_path = inst::dropin_path(&ctx.layout, &name);
+    let on_disk = sys::fs::read_optional(&dropin_path)?;
+    if new == old && on_disk.as_deref() == Some(dropin.as_str()) {
+        out.status = Status::Unchanged;
+        return Ok(out);
+    }
+    if let Err(e) = downgrade::check(&ctx.layout, &name, &to.version, &to.dir) {
+        drop(locks);
+        return Err(e);
+    }
+    new.last_changed = time::OffsetDateTime::now_utc();
+    let mut after = before.clone();
+    if let Some(slot) = after.instances.iter_mut().find(|i| i.name == name) {
+        *slot = new.clone();
+    }
+    let adopt = Adopt::prepare(&ctx.layout, &name, &ctx.cfg().service_user)?;
+    let unit = Layout::unit_name(&name);
+    let sd = LazySystemd::new();
+    let sdr: &dyn Systemd = &sd;
+    let dry_run = ctx.globals.dry_run;
+    let was_active = !dry_run
+        && sd
+            .unit_status(std::slice::from_ref(&unit))?
+            .first()
+            .is_some_and(|s| s.active_state == "active");
+    let layout = ctx.layout.clone();
+    let old_gate = Gate {
+        expect: Expect {
+            version: from.as_ref().map(|f| f.version.clone()),
+        },
+        timeout: gate_timeout,
+    };
+    let new_gate = Gate {
+        expect: Expect {
+            version: Some(to.version.clone()),
+        },
+        timeout: gate_timeout,
+    };
+    let snap: RefCell<Option<Created>> = RefCell::new(None);
+    let kept: RefCell<Option<PathBuf>> = RefCell::new(None);
+    let started_new = Cell::new(false);
+    let failed_at: Cell<Option<Instant>> = Cell::new(None);
+    let back_at: Cell<Option<Instant>> = Cell::new(None);
+    let timing = Cell::new(None);
+    let snap_args = CreateArgs {
+        instance: Some(name.clone()),
+        message: format!("taken before the upgrade to Actual {}", to.version),
+        reason: Some(REASON.into()),
+        ..CreateArgs::default()
+    };
+    let cx = RefCell::new(&mut *ctx);
+    let mut plan = Plan::new();
+    step_stop_gated(
+        &mut plan,
+        sdr,
+        unit.clone(),
+        old.port,
+        old_gate,
+        was_active || dry_run,
+        &back_at,
+    );
+    plan.step(
+        "backup_create",
+        format!(
+            "back up '{name}' while it is stopped (reason {REASON}; kept, it is what a rollback restores)"
+        ),
+        || {
+            let (global, _) = locks
+                .as_ref()
+                .context("internal: snapshot planned without the locks")?;
+            let made = create::create_held(&mut cx.borrow_mut(), global, &name, &snap_args)?;
+            *snap.borrow_mut() = Some(made);
+            crate::failpoint!("upgrade-after-snapshot");
+            Ok(None)
+        },
+    );
+    step_data_guard(&mut plan, &layout, &name, &snap, &started_new, &kept);
+    step_save_state(
+        &mut plan,
+        &layout,
+        &locks,
+        &before,
+        &after,
+        format!("record the binding {binding} of '{name}'"),
+    );
+    adopt.plan(&mut plan);
+    step_dropin(&mut plan, sdr, dropin_path, Some(dropin), true);
+    plan.step(
+        "upgrade_mark",
+        format!(
+            "from here on the data may be migrated by Actual {}",
+            to.version
+        ),
+        || {
+            started_new.set(true);
+            txn::undo(|| {
+                failed_at.set(Some(Instant::now()));
+                Ok(())
+            })
+        },
+    );
+    step_start_gated(
+        &mut plan,
+        sdr,
+        unit.clone(),
+        old.port,
+        false,
+        new_gate,
+        Some(&timing),
+    );
+    if !was_active && !dry_run {
+        // It was stopped: gated, then left as it was found.
+        plan.step(
+            "unit_stop",
+            format!("stop {unit} again (it was stopped)"),
+            || {
+                sdr.stop_unit(&unit, JOB_TIMEOUT)?;
+                Ok(None)
+            },
+        );
+    }
+    cx.borrow_mut().record_plan(plan.planned_actions());
+    let t0 = Instant::now();
+    let result = plan.run(dry_run);
+    let total = t0.elapsed();
+    drop(locks);
+    out.snapshot = snap.borrow().as_ref().map(|c| c.id.clone());
+    if let Some(k) = kept.borrow().as_ref() {
+        ctx.op.warnings.push(format!(
+            "the data '{name}' had after the failed start of Actual {} is kept in {} (look at it, then remove it)",
+            to.version,
+            k.display()
+        ));
+    }
+    if dry_run {
+        return Ok(out);
+    }
+    match result {
+        Ok(_) => {
+            out.status = Status::Upgraded;
+            out.downtime_ms = was_active.then_some(total.as_millis() as u64);
+            out.healthy_after_ms = timing.get().map(|d: Duration| d.as_millis() as u64);
+        }
+        Err(e) => {
+            let rb = e.downcast_ref::<Rollback>().cloned();
+            out.status = match &rb {
+                Some(r) if !r.complete() => Status::RollbackIncomplete,
+                _ => Status::RolledBack,
+            };
+            out.rollback = rb.as_ref().map(ToString::to_string);
+            out.error = Some(crate::error::classify(&e).1);
+            out.downtime_ms = was_active.then_some(total.as_millis() as u64);
+            if let (Some(f), Some(b)) = (failed_at.get(), back_at.get()) {
+                out.rollback_ms = Some(b.saturating_duration_since(f).as_millis() as u64);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Step: stop the unit (when it runs); undo starts it again and gates it on its OLD
+/// version, recording when it was back.
+fn step_stop_gated<'a>(
+    plan: &mut Plan<'a>,
+    sd: &'a dyn Systemd,
+    unit: String,
+    port: u16,
+    gate: Gate,
+    running: bool,
+    back_at: &'a Cell<Option<Instant>>,
+) {
+    if !running {
+        return;
+    }
+    plan.step("unit_stop", format!("stop {unit}"), move || {
+        sd.stop_unit(&unit, JOB_TIMEOUT)?;
+        txn::undo(move || {
+            sd.reset_failed(&unit)?;
+            sd.start_unit(&unit, JOB_TIMEOUT)?;
+            wait_serving(sd, &unit, port, 0, gate.timeout, &gate.expect)?;
+            back_at.set(Some(Instant::now()));
+            Ok(())
+        })
+    });
+}
+
+/// Step: nothing on apply; on rollback, once the new version has started, the snapshot's
+/// data replaces the live (possibly migrated) data: extracted and checked beside it, handed
+/// to the instance's account, then swapped in with one rename. The replaced data stays in
+/// the staging dir (marked, so no sweep deletes it) and its path is reported.
+fn step_data_guard<'a>(
+    plan: &mut Plan<'a>,
+    layout: &'a Layout,
+    name: &'a str,
+    snap: &'a RefCell<Option<Created>>,
+    started_new: &'a Cell<bool>,
+    kept: &'a RefCell<Option<PathBuf>>,
+) {
+    plan.step(
+        "data_guard",
+        format!("on failure after the start, put back the data of '{name}' from the snapshot"),
+        move || {
+            txn::undo(move || {
+                if !started_new.get() {
+                    return Ok(());
+                }
+                crate::failpoint!("upgrade-restore-data");
+                let id = snap
+                    .borrow()
+                    .as_ref()
+                    .map(|c| c.id.clone())
+                    .context("internal: no snapshot to restore")?;
+                let dir = restore_data(layout, name, &id)?;
+                *kept.borrow_mut() = Some(dir);
+                Ok(())
+            })
+        },
+    );
+}
+
+/// Put the data of backup `id` in place of the live data of the stopped instance `name`;
+/// returns the staging dir that now holds the replaced data.
+pub fn restore_data(layout: &Layout, name: &str, id: &str) -> Result<PathBuf> {
+    let index = match sys::fs::read_optional(&layout.backups_index)? {
+        Some(text) => bk::parse_index(&layout.backups_index, &text)?,
+        None => anyhow::bail!("the backup index is missing"),
+    };
+    let entry: Entry = index.find(id)?.clone();
+    let staging = new_staging(&layout.instance_dir(name))?;
+    let staged = extract(&entry, &staging).and_then(|u| {
+        let acct = sys::users::Accounts::new(&layout.root)
+            .lookup(&inst::service_user(name))?
+            .with_context(|| {
+                format!("the system account {} is missing", inst::service_user(name))
+            })?;
+        sys::users::chown_tree(&u.data_dir, 0, (acct.uid, acct.gid))?;
+        Ok(u)
+    });
+    let u = match staged {
+        Ok(u) => u,
+        Err(e) => {
+            let e = e.context(format!("extracting the snapshot {id}"));
+            return Err(match sys::instdir::remove_tree(&staging) {
+                Ok(_) => e,
+                Err(c) => e.context(format!("and removing {} failed: {c:#}", staging.display())),
+            });
+        }
+    };
+    sys::fs::write_atomic(&staging.join(SWAPPED_MARKER), b"", 0o600)?;
+    sys::fs::exchange(&u.data_dir, &layout.data_dir(name))?;
+    sys::fs::sync_parent(&u.data_dir)?;
+    Ok(staging)
+}
