@@ -31,11 +31,12 @@ fn run(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-/// The four commands that offer a backup, each on `budget` (switch: it follows current).
-const COMMANDS: [&[&str]; 4] = [
+/// The commands that offer a backup, each on `budget` (switch: it follows current).
+/// `set-version` to another version is not among them: it takes the upgrade's snapshot
+/// always (its rollback restores it), see the last test.
+const COMMANDS: [&[&str]; 3] = [
     &["instance", "delete", "budget"],
     &["instance", "rename", "budget", "wallet"],
-    &["instance", "set-version", "budget", "26.10.0"],
     &["version", "switch", "26.10.0"],
 ];
 
@@ -319,20 +320,43 @@ fn set_version_asks_only_when_the_server_would_run_another_version() {
     assert_eq!(rc, Some(0), "{err}");
     assert!(out.contains("registry_write"), "{out}");
     assert!(!out.contains("backup_create"), "{out}");
-    // Another version: asked (here: refused, no terminal).
-    let (rc, _, err) = run(
-        root,
-        &[
+    // Another version: nothing asked, the upgrade's path: stopped, snapshotted while
+    // stopped (even with --no-backup: the rollback needs it), rebound, gated on 26.10.0.
+    for extra in [None, Some("--no-backup")] {
+        let mut args = vec![
             "--yes",
             "--dry-run",
+            "--json",
             "instance",
             "set-version",
             "budget",
             "26.10.0",
-        ],
-    );
-    assert_eq!(rc, Some(2), "{err}");
-    assert!(err.contains("--no-backup"), "{err}");
+        ];
+        args.extend(extra);
+        let (rc, out, err) = run(root, &args);
+        assert_eq!(rc, Some(0), "{args:?}: {err}");
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            action_names(&r),
+            [
+                "unit_stop",
+                "backup_create",
+                "data_guard",
+                "registry_write",
+                "instance_user",
+                "unit_dropin",
+                "upgrade_mark",
+                "unit_start"
+            ],
+            "{r}"
+        );
+        assert_eq!(r["instances"][0]["status"], "planned", "{r}");
+        assert_eq!(r["instances"][0]["to"], "26.10.0", "{r}");
+        assert!(
+            r["planned_actions"].to_string().contains("runs Actual 26.10.0"),
+            "{r}"
+        );
+    }
     assert_eq!(state(root), before);
 }
 
