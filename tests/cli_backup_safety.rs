@@ -341,7 +341,7 @@ fn set_version_asks_only_when_the_server_would_run_another_version() {
             [
                 "unit_stop",
                 "backup_create",
-                "data_guard",
+                "data_copy",
                 "registry_write",
                 "instance_user",
                 "unit_dropin",
@@ -353,7 +353,9 @@ fn set_version_asks_only_when_the_server_would_run_another_version() {
         assert_eq!(r["instances"][0]["status"], "planned", "{r}");
         assert_eq!(r["instances"][0]["to"], "26.10.0", "{r}");
         assert!(
-            r["planned_actions"].to_string().contains("runs Actual 26.10.0"),
+            r["planned_actions"]
+                .to_string()
+                .contains("runs Actual 26.10.0"),
             "{r}"
         );
     }

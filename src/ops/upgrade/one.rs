@@ -1,25 +1,26 @@
 //! One instance moves to another version as one transaction, under its locks from the stop
 //! to the health gate:
 //!
-//! stop -> snapshot (reason `pre-upgrade`, taken while stopped: an exact copy) -> rebind
-//! (registry, account, drop-in) -> start -> health gate (unit up and not restarting,
-//! /health UP, /info reports the TARGET version, the account endpoint answers).
+//! stop -> snapshot (reason `pre-upgrade`, taken while stopped: an exact backup, kept) ->
+//! a copy of the data beside it -> rebind (registry, account, drop-in) -> start -> health
+//! gate (unit up and not restarting, /health UP, /info reports the TARGET version, the
+//! account endpoint answers).
 //!
 //! A failure anywhere undoes the steps in reverse: the unit is stopped, the drop-in and the
 //! registry entry are put back, and, once the new version has started (its migrations are
-//! one way), the snapshot's data is swapped in for the migrated data (kept beside it, never
-//! deleted), then the old version is started and gated again. The error names both
-//! outcomes: why the upgrade failed, and whether the rollback was complete.
+//! one way), the copy is swapped in for the migrated data with one rename, then the old
+//! version is started and gated again. The copy makes the rollback exact and quick (no
+//! archive to unpack); the snapshot is the way back later (`instance rollback`) and off the
+//! box. The outcome names both results: why the upgrade failed, and whether the rollback
+//! was complete.
 
 use super::downgrade;
-use crate::domain::backup::{self as bk, Entry};
 use crate::domain::instance as inst;
 use crate::domain::layout::Layout;
 use crate::domain::state::{InstanceEntry, State, VersionBinding};
 use crate::domain::txn::{self, Plan, Rollback};
 use crate::ops::Ctx;
 use crate::ops::backup::create::{self, CreateArgs, Created};
-use crate::ops::backup::restore::{SWAPPED_MARKER, extract, new_staging};
 use crate::ops::instance::{
     Expect, Gate, Locks, begin, find, render_dropin, resolve_version, step_dropin, step_save_state,
     step_start_gated, wait_serving,
@@ -131,6 +132,12 @@ pub fn upgrade(
     let before = State::load(&ctx.layout)?;
     let old = find(&before, &name)?.clone();
     let to = resolve_version(&ctx.layout, binding)?;
+    for l in leftovers(&ctx.layout, &name)? {
+        ctx.op.warnings.push(format!(
+            "{} is left from an interrupted upgrade and may hold the data from before it: look at it, then remove it",
+            l.display()
+        ));
+    }
     let mut out = Outcome::new(&name, Status::Planned, &to.version);
     let from = resolve_version(&ctx.layout, &old.version_binding).ok();
     out.from = from.as_ref().map(|f| f.version.clone());
@@ -177,7 +184,7 @@ pub fn upgrade(
         timeout: gate_timeout,
     };
     let snap: RefCell<Option<Created>> = RefCell::new(None);
-    let kept: RefCell<Option<PathBuf>> = RefCell::new(None);
+    let copy_dir: RefCell<Option<PathBuf>> = RefCell::new(None);
     let started_new = Cell::new(false);
     let failed_at: Cell<Option<Instant>> = Cell::new(None);
     let back_at: Cell<Option<Instant>> = Cell::new(None);
@@ -214,7 +221,7 @@ pub fn upgrade(
             Ok(None)
         },
     );
-    step_data_guard(&mut plan, &layout, &name, &snap, &started_new, &kept);
+    step_data_guard(&mut plan, &layout, &name, &started_new, &copy_dir);
     step_save_state(
         &mut plan,
         &layout,
@@ -265,12 +272,22 @@ pub fn upgrade(
     let total = t0.elapsed();
     drop(locks);
     out.snapshot = snap.borrow().as_ref().map(|c| c.id.clone());
-    if let Some(k) = kept.borrow().as_ref() {
-        ctx.op.warnings.push(format!(
-            "the data '{name}' had after the failed start of Actual {} is kept in {} (look at it, then remove it)",
-            to.version,
-            k.display()
-        ));
+    if let Some(dir) = copy_dir.borrow().as_ref() {
+        // Success: the copy is no longer needed (the snapshot stays). A failed rollback
+        // left it on purpose: the error names it.
+        if result.is_ok() {
+            if let Err(e) = sys::instdir::remove_tree(dir) {
+                ctx.op.warnings.push(format!(
+                    "could not remove the pre-upgrade copy {} ({e:#}); remove it by hand",
+                    dir.display()
+                ));
+            }
+        } else {
+            ctx.op.warnings.push(format!(
+                "the data of '{name}' from before the upgrade is kept in {} (the rollback did not finish)",
+                dir.display()
+            ));
+        }
     }
     if dry_run {
         return Ok(out);
@@ -324,70 +341,61 @@ fn step_stop_gated<'a>(
     });
 }
 
-/// Step: nothing on apply; on rollback, once the new version has started, the snapshot's
-/// data replaces the live (possibly migrated) data: extracted and checked beside it, handed
-/// to the instance's account, then swapped in with one rename. The replaced data stays in
-/// the staging dir (marked, so no sweep deletes it) and its path is reported.
+/// Prefix of the directory (in the instance dir) that holds the copy of the data made
+/// while the instance is stopped, until the upgrade has passed its gate.
+pub const COPY_PREFIX: &str = ".abssctl-upgrade-";
+
+/// Step: an exact copy of the stopped instance's data beside it (root-only dir); undo, once
+/// the new version has started (its migrations are one way), swaps the copy back in with
+/// one rename and removes the migrated data (the snapshot holds the same data as the copy).
+/// Before that start, undo only removes the copy. After a successful plan the caller
+/// removes it.
 fn step_data_guard<'a>(
     plan: &mut Plan<'a>,
     layout: &'a Layout,
     name: &'a str,
-    snap: &'a RefCell<Option<Created>>,
     started_new: &'a Cell<bool>,
-    kept: &'a RefCell<Option<PathBuf>>,
+    copy_dir: &'a RefCell<Option<PathBuf>>,
 ) {
     plan.step(
-        "data_guard",
-        format!("on failure after the start, put back the data of '{name}' from the snapshot"),
+        "data_copy",
+        format!("copy the data of '{name}' beside it (swapped back in if the new version fails)"),
         move || {
+            let dir = tempfile::Builder::new()
+                .prefix(COPY_PREFIX)
+                .tempdir_in(layout.instance_dir(name))
+                .context("creating the directory for the copy of the data")?
+                .keep();
+            *copy_dir.borrow_mut() = Some(dir.clone());
+            let copy = dir.join("data");
+            if let Err(e) = sys::copytree::copy_tree(&layout.data_dir(name), &copy) {
+                return Err(match sys::instdir::remove_tree(&dir) {
+                    Ok(_) => e,
+                    Err(c) => e.context(format!("and removing {} failed: {c:#}", dir.display())),
+                });
+            }
             txn::undo(move || {
-                if !started_new.get() {
-                    return Ok(());
+                if started_new.get() {
+                    crate::failpoint!("upgrade-swap-back");
+                    sys::fs::exchange(&copy, &layout.data_dir(name))?;
+                    sys::fs::sync_parent(&copy)?;
                 }
-                crate::failpoint!("upgrade-restore-data");
-                let id = snap
-                    .borrow()
-                    .as_ref()
-                    .map(|c| c.id.clone())
-                    .context("internal: no snapshot to restore")?;
-                let dir = restore_data(layout, name, &id)?;
-                *kept.borrow_mut() = Some(dir);
+                sys::instdir::remove_tree(&dir)?;
+                *copy_dir.borrow_mut() = None;
                 Ok(())
             })
         },
     );
 }
 
-/// Put the data of backup `id` in place of the live data of the stopped instance `name`;
-/// returns the staging dir that now holds the replaced data.
-pub fn restore_data(layout: &Layout, name: &str, id: &str) -> Result<PathBuf> {
-    let index = match sys::fs::read_optional(&layout.backups_index)? {
-        Some(text) => bk::parse_index(&layout.backups_index, &text)?,
-        None => anyhow::bail!("the backup index is missing"),
-    };
-    let entry: Entry = index.find(id)?.clone();
-    let staging = new_staging(&layout.instance_dir(name))?;
-    let staged = extract(&entry, &staging).and_then(|u| {
-        let acct = sys::users::Accounts::new(&layout.root)
-            .lookup(&inst::service_user(name))?
-            .with_context(|| {
-                format!("the system account {} is missing", inst::service_user(name))
-            })?;
-        sys::users::chown_tree(&u.data_dir, 0, (acct.uid, acct.gid))?;
-        Ok(u)
-    });
-    let u = match staged {
-        Ok(u) => u,
-        Err(e) => {
-            let e = e.context(format!("extracting the snapshot {id}"));
-            return Err(match sys::instdir::remove_tree(&staging) {
-                Ok(_) => e,
-                Err(c) => e.context(format!("and removing {} failed: {c:#}", staging.display())),
-            });
-        }
-    };
-    sys::fs::write_atomic(&staging.join(SWAPPED_MARKER), b"", 0o600)?;
-    sys::fs::exchange(&u.data_dir, &layout.data_dir(name))?;
-    sys::fs::sync_parent(&u.data_dir)?;
-    Ok(staging)
+/// Leftovers of upgrades a crash interrupted: reported, never deleted (one may hold the
+/// only exact copy of the data from before an upgrade, beside its snapshot).
+pub fn leftovers(layout: &Layout, name: &str) -> Result<Vec<PathBuf>> {
+    let dir = layout.instance_dir(name);
+    Ok(sys::fs::list_names(&dir)?
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.starts_with(COPY_PREFIX))
+        .map(|n| dir.join(n))
+        .collect())
 }

@@ -62,9 +62,14 @@ in_ct_sh 'mkdir -p -m 0700 /etc/ssl/private
     chmod 0400 /etc/ssl/private/cert.key /etc/ssl/private/cert.pem'
 ct_seed_version "$VERSION" || die "could not seed Actual $VERSION"
 must "version switch $VERSION" in_ct abssctl -y version switch "$VERSION" --no-backup
-must "v$ALIAS: a hard-linked copy of v$VERSION with its own manifest" in_ct_sh "
+# Its own package.json too (a new file, not the hard link): /info reads the version from
+# it, and the health gate of set-version and switch checks that the new version answers.
+must "v$ALIAS: a hard-linked copy of v$VERSION with its own manifest and package.json" in_ct_sh "
     cp -al /srv/app/v$VERSION /srv/app/v$ALIAS && rm /srv/app/v$ALIAS/manifest.json
     jq '.version=\"$ALIAS\"' /srv/app/v$VERSION/manifest.json >/srv/app/v$ALIAS/manifest.json
+    pj=node_modules/@actual-app/sync-server/package.json
+    rm /srv/app/v$ALIAS/\$pj
+    jq '.version=\"$ALIAS\"' /srv/app/v$VERSION/\$pj >/srv/app/v$ALIAS/\$pj
     abssctl --json version list | jq -e '[.versions[] | select(.installed) | .version] | index(\"$ALIAS\") != null'"
 echo 'Correct-Horse-1' >"$CT_SHARE/pw"
 must "create alpha (alpha.test, port 5000)" \
