@@ -8,8 +8,8 @@
 
 mod common;
 use common::{
-    abssctl, action_names, installed_version, json_ok, machine, ops_log, registry_file,
-    registry_with_budget, without_systemd,
+    abssctl, action_names, dropin_as_rendered, installed_version, json_ok, machine, ops_log,
+    registry_file, registry_with_budget, without_systemd,
 };
 use std::path::Path;
 
@@ -261,30 +261,12 @@ fn the_backup_is_taken_before_the_change_and_outlives_its_failure() {
     assert_eq!(rec["result"]["changed"], false, "{rec}");
 }
 
-/// Write `budget`'s drop-in as abssctl renders it for its binding (what a create left).
-fn dropin_as_rendered(root: &Path) {
-    use abssctl::domain::config::Config;
-    use abssctl::domain::layout::Layout;
-    let cfg = Config {
-        root: root.to_path_buf(),
-        ..Config::default()
-    };
-    let layout = Layout::new(&cfg, &root.join("etc/abssctl/config.yml"));
-    let state = abssctl::domain::state::State::load(&layout).unwrap();
-    let e = &state.instances[0];
-    let v = abssctl::ops::instance::resolve_version(&layout, &e.version_binding).unwrap();
-    let text = abssctl::ops::instance::render_dropin(&layout, e, &v).unwrap();
-    let p = abssctl::domain::instance::dropin_path(&layout, &e.name);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
 #[test]
 fn set_version_asks_only_when_the_server_would_run_another_version() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     root_with_budget(root);
-    dropin_as_rendered(root);
+    dropin_as_rendered(root, "budget");
     let before = state(root);
     // The binding it has: nothing to do, nothing asked (no flag, no terminal), no lock wait.
     let (rc, out, err) = run(

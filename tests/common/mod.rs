@@ -157,3 +157,22 @@ pub fn action_names(v: &serde_json::Value) -> Vec<String> {
         .map(|a| a["action"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// Write the drop-in of `name` as abssctl renders it for its binding (what a create left).
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn dropin_as_rendered(root: &Path, name: &str) {
+    use abssctl::domain::config::Config;
+    use abssctl::domain::layout::Layout;
+    let cfg = Config {
+        root: root.to_path_buf(),
+        ..Config::default()
+    };
+    let layout = Layout::new(&cfg, &root.join("etc/abssctl/config.yml"));
+    let state = abssctl::domain::state::State::load(&layout).unwrap();
+    let e = state.instances.iter().find(|i| i.name == name).unwrap();
+    let v = abssctl::ops::instance::resolve_version(&layout, &e.version_binding).unwrap();
+    let text = abssctl::ops::instance::render_dropin(&layout, e, &v).unwrap();
+    let p = abssctl::domain::instance::dropin_path(&layout, &e.name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}

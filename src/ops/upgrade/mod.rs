@@ -112,6 +112,16 @@ pub fn upgrade(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<Report> {
         }
         let state = State::load(&ctx.layout)?;
         let old = find(&state, name)?.clone();
+        if ctx.globals.dry_run && installed {
+            // The target is not there yet: its install is planned; each instance's steps
+            // are those of a set-version (see its dry run once the version is installed).
+            let mut o = Outcome::new(name, Status::Planned, &target);
+            o.from = resolve_version(&ctx.layout, &old.version_binding)
+                .ok()
+                .map(|r| r.version);
+            outcomes.push(o);
+            continue;
+        }
         let binding = one::binding_for(&ctx.layout, &old.version_binding, &target);
         match one::upgrade(ctx, name, &binding, timeout) {
             Ok(o) => {
