@@ -196,12 +196,12 @@ pub fn execute(
             render(&globals, Outcome::Done(report));
             match &report.failed {
                 None => (0, "ok".to_string(), Vec::new(), report.changed),
-                Some((kind, message)) => {
-                    render(&globals, Outcome::ErrorAfter(message));
+                Some(f) => {
+                    render(&globals, Outcome::ErrorAfter(&f.message));
                     (
-                        kind.exit_code(),
-                        message.clone(),
-                        vec![message.clone()],
+                        f.kind.exit_code(),
+                        f.message.clone(),
+                        vec![f.message.clone()],
                         report.changed,
                     )
                 }
@@ -224,10 +224,10 @@ pub fn execute(
             (kind.exit_code(), message.clone(), vec![message], changed)
         }
     };
-    let rollback = result
-        .as_ref()
-        .err()
-        .and_then(|e| e.downcast_ref::<Rollback>());
+    let rollback = match &result {
+        Err(e) => e.downcast_ref::<Rollback>(),
+        Ok(r) => r.failed.as_ref().and_then(|f| f.rollback.as_ref()),
+    };
 
     // One structured line per command for the journal (stderr mode filters it out by
     // default, so the operator never sees the error twice).

@@ -16,7 +16,16 @@ pub struct Report {
     pub changed: bool,
     /// A command that reports a full result AND failed (an upgrade that stopped at an
     /// instance): its exit code and one-line error, shown after the result.
-    pub failed: Option<(Kind, String)>,
+    pub failed: Option<Failed>,
+}
+
+/// How a command with a result failed (see [`Report::failed`]).
+#[derive(Debug, Clone)]
+pub struct Failed {
+    pub kind: Kind,
+    pub message: String,
+    /// The transaction that failed and what its rollback did (for the operations log).
+    pub rollback: Option<crate::domain::txn::Rollback>,
 }
 
 impl Report {
@@ -30,8 +39,17 @@ impl Report {
         })
     }
     /// Mark the command failed although it has a result to show (exit code of `kind`).
-    pub fn failed(mut self, kind: Kind, message: impl Into<String>) -> Self {
-        self.failed = Some((kind, message.into()));
+    pub fn failed(
+        mut self,
+        kind: Kind,
+        message: impl Into<String>,
+        rollback: Option<crate::domain::txn::Rollback>,
+    ) -> Self {
+        self.failed = Some(Failed {
+            kind,
+            message: message.into(),
+            rollback,
+        });
         self
     }
     /// Mark that the command changed state.

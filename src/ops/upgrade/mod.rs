@@ -12,6 +12,7 @@ pub mod one;
 pub mod rollback;
 
 use crate::domain::state::{State, VersionBinding};
+use crate::domain::txn::Rollback;
 use crate::domain::validate::{self, VersionSpec};
 use crate::error::{Failure, Kind};
 use crate::ops::instance::lifecycle::confirm;
@@ -104,7 +105,7 @@ pub fn upgrade(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<Report> {
     let installed = ensure_target(ctx, &target)?;
     let timeout = gate_timeout(ctx);
     let mut outcomes: Vec<Outcome> = Vec::new();
-    let mut stop: Option<(Kind, String)> = None;
+    let mut stop: Option<(Kind, String, Option<Rollback>)> = None;
     for name in &names {
         if stop.is_some() {
             outcomes.push(Outcome::new(name, Status::NotAttempted, &target));
@@ -126,13 +127,15 @@ pub fn upgrade(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<Report> {
         match one::upgrade(ctx, name, &binding, timeout) {
             Ok(o) => {
                 if !o.ok() {
+                    let (kind, rb) = o.failure.clone().unwrap_or((Kind::Provider, None));
                     stop = Some((
-                        Kind::Provider,
+                        kind,
                         format!(
                             "the upgrade of '{name}' to Actual {target} failed ({}): {}",
                             o.rollback.as_deref().unwrap_or("rolled back"),
                             o.error.as_deref().unwrap_or("unknown error")
                         ),
+                        rb,
                     ));
                 }
                 outcomes.push(o);
@@ -145,7 +148,7 @@ pub fn upgrade(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<Report> {
                     .map(|r| r.version);
                 o.error = Some(message.clone());
                 outcomes.push(o);
-                stop = Some((kind, format!("'{name}' was not upgraded: {message}")));
+                stop = Some((kind, format!("'{name}' was not upgraded: {message}"), None));
             }
         }
     }
@@ -159,16 +162,13 @@ pub fn upgrade(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<Report> {
         dry_run,
         planned_actions: ctx.op.planned.clone(),
     };
-    let changed = !dry_run
-        && (installed
-            || result
-                .instances
-                .iter()
-                .any(|o| o.snapshot.is_some() || o.status == Status::Upgraded));
+    // As for any failed transaction: a complete rollback changed nothing (the snapshot it
+    // took stays, as the backups offered before other commands do).
+    let changed = !dry_run && (installed || result.instances.iter().any(Outcome::changed));
     let human = human(&result);
     let report = Report::new(&result, human)?.changed(changed);
     Ok(match stop {
-        Some((kind, message)) => report.failed(kind, message),
+        Some((kind, message, rb)) => report.failed(kind, message, rb),
         None => report,
     })
 }
@@ -305,13 +305,15 @@ pub fn set_version(
     let dry_run = ctx.globals.dry_run;
     let ok = o.ok();
     let failure = (!ok).then(|| {
-        format!(
+        let (kind, rb) = o.failure.clone().unwrap_or((Kind::Provider, None));
+        let message = format!(
             "'{}' did not move to Actual {} ({}): {}",
             o.instance,
             to.version,
             o.rollback.as_deref().unwrap_or("rolled back"),
             o.error.as_deref().unwrap_or("unknown error")
-        )
+        );
+        (kind, message, rb)
     });
     let result = UpgradeResult {
         target: to.version.clone(),
@@ -323,9 +325,10 @@ pub fn set_version(
         planned_actions: ctx.op.planned.clone(),
     };
     let human = human(&result);
-    let report = Report::new(&result, human)?.changed(!dry_run);
+    let changed = !dry_run && result.instances.iter().any(Outcome::changed);
+    let report = Report::new(&result, human)?.changed(changed);
     Ok(SetVersion::Upgrade(match failure {
-        Some(m) => report.failed(Kind::Provider, m),
+        Some((kind, message, rb)) => report.failed(kind, message, rb),
         None => report,
     }))
 }

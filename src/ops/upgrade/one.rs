@@ -76,6 +76,9 @@ pub struct Outcome {
     pub error: Option<String>,
     /// "rolled back" or "rollback incomplete (...)".
     pub rollback: Option<String>,
+    /// The failure's category (exit code) and the transaction's rollback record.
+    #[serde(skip)]
+    pub failure: Option<(crate::error::Kind, Option<Rollback>)>,
 }
 
 impl Outcome {
@@ -92,7 +95,15 @@ impl Outcome {
             rollback_ms: None,
             error: None,
             rollback: None,
+            failure: None,
         }
+    }
+
+    /// Did this upgrade leave the box changed (upgraded, or a rollback that kept effects)?
+    pub fn changed(&self) -> bool {
+        self.status == Status::Upgraded
+            || self.status == Status::RollbackIncomplete
+            || matches!(&self.failure, Some((_, Some(r))) if r.changed())
     }
 
     /// Did this instance end where the operator wanted it (or untouched by choice)?
@@ -305,7 +316,9 @@ pub fn upgrade(
                 _ => Status::RolledBack,
             };
             out.rollback = rb.as_ref().map(ToString::to_string);
-            out.error = Some(crate::error::classify(&e).1);
+            let (kind, message, _) = crate::error::classify(&e);
+            out.error = Some(message);
+            out.failure = Some((kind, rb));
             out.downtime_ms = was_active.then_some(total.as_millis() as u64);
             if let (Some(f), Some(b)) = (failed_at.get(), back_at.get()) {
                 out.rollback_ms = Some(b.saturating_duration_since(f).as_millis() as u64);
