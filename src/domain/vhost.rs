@@ -131,6 +131,68 @@ pub fn select_tls(
     .hint("create the system certificate (TurnKey: turnkey-make-ssl-cert) or set tls.system.cert/key in /etc/abssctl/config.yml"))
 }
 
+/// A version of nginx, as `nginx -v` prints it (`1.26.3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct NginxVersion(pub u32, pub u32, pub u32);
+
+impl std::fmt::Display for NginxVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// The first nginx with `http2 on;`; from it on the `listen ... http2` parameter warns.
+pub const HTTP2_DIRECTIVE_SINCE: NginxVersion = NginxVersion(1, 25, 1);
+
+/// How a vhost turns HTTP/2 on. The two forms are not interchangeable: nginx 1.22 (Debian
+/// 12) rejects `http2 on;`, nginx 1.26 (Debian 13) warns on every `nginx -t` about the
+/// `listen` parameter. The caller says which nginx will read the file; rendering stays pure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Http2Syntax {
+    /// `listen 443 ssl http2;` (nginx before 1.25.1). The default when the version is not
+    /// known: every nginx abssctl can meet accepts it (a newer one only warns).
+    #[default]
+    ListenParameter,
+    /// `listen 443 ssl;` plus `http2 on;` (nginx 1.25.1 and later).
+    Directive,
+}
+
+impl Http2Syntax {
+    /// The form the given nginx wants.
+    pub fn for_version(v: NginxVersion) -> Self {
+        if v >= HTTP2_DIRECTIVE_SINCE {
+            Http2Syntax::Directive
+        } else {
+            Http2Syntax::ListenParameter
+        }
+    }
+}
+
+/// Read the version from what `nginx -v` prints (on stderr): `nginx version: nginx/1.26.3`,
+/// possibly followed by ` (Debian)`. Builds that name themselves otherwise
+/// (`openresty/1.21.4.1`) keep nginx's numbering in the first three numbers.
+pub fn parse_nginx_version(output: &str) -> Result<NginxVersion, Failure> {
+    let bad = || {
+        Failure::environment(format!(
+            "cannot read the nginx version from `nginx -v`: {:?}",
+            output.trim()
+        ))
+        .hint("check that `nginx -v` prints `nginx version: nginx/<x.y.z>`")
+    };
+    let line = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("nginx version:"))
+        .ok_or_else(bad)?;
+    let (_, rest) = line.trim().split_once('/').ok_or_else(bad)?;
+    let number = rest.split_whitespace().next().unwrap_or("");
+    let mut parts = number.split('.').map(|p| p.parse::<u32>().ok());
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Some(a)), Some(Some(b)), Some(Some(c))) => Ok(NginxVersion(a, b, c)),
+        _ => Err(bad()),
+    }
+}
+
 /// Everything one vhost file depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VhostSpec {
@@ -141,6 +203,8 @@ pub struct VhostSpec {
     /// An extra TLS port of this instance alone, for machines without DNS.
     pub https_port: Option<u16>,
     pub tls: TlsSource,
+    /// The HTTP/2 form the nginx that will read the file takes (found by `sys::nginx`).
+    pub http2: Http2Syntax,
 }
 
 /// Characters that would end or bend an nginx directive if they appeared in a value.
@@ -194,6 +258,7 @@ pub fn render(
     ctx.insert("client_max_body_size_mb", &client_max_body_size_mb());
     ctx.insert("server_upload_cap_mb", &server_upload_cap_mb());
     ctx.insert("override_path", &override_path.display().to_string());
+    ctx.insert("http2_directive", &(spec.http2 == Http2Syntax::Directive));
 
     crate::domain::render::render(TEMPLATE_NAME, override_text, &ctx)
 }
@@ -322,6 +387,7 @@ mod tests {
 
     fn spec(https_port: Option<u16>) -> VhostSpec {
         VhostSpec {
+            http2: Http2Syntax::ListenParameter,
             instance: validate::instance_name("budget").unwrap(),
             domain: dom(),
             upstream_port: 5000,
@@ -349,19 +415,16 @@ mod tests {
             assert!(out.contains(want), "missing {want:?} in\n{out}");
         }
         // Directives only (comments may mention the words).
-        let directives: String = out
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .collect::<Vec<_>>()
-            .join("\n");
-        for banned in [
-            "default_server",
-            "proxy_hide_header",
-            "add_header",
-            "http2 on",
-        ] {
-            assert!(!directives.contains(banned), "{banned} in\n{out}");
+        let d = directives(&out);
+        for banned in ["default_server", "proxy_hide_header", "http2 on"] {
+            assert!(!d.contains(banned), "{banned} in\n{out}");
         }
+        // add_header only in the 503 location: the proxied answers keep the server's headers.
+        let proxied = proxied(&out);
+        assert!(proxied.contains("proxy_pass"), "{proxied}");
+        assert!(!directives(&proxied).contains("add_header"), "{proxied}");
+        let outside = out.replace(&block(&out, "    location @restarting {"), "");
+        assert!(!directives(&outside).contains("add_header"), "{outside}");
         assert!(!out.contains("listen 8443"));
         let with_port = render(&spec(Some(8443)), None, Path::new("/o")).unwrap();
         assert!(with_port.contains("listen 8443 ssl http2;"), "{with_port}");
@@ -369,6 +432,132 @@ mod tests {
             with_port.contains("listen [::]:8443 ssl http2;"),
             "{with_port}"
         );
+    }
+
+    /// The lines of `text` that are not comments.
+    fn directives(text: &str) -> String {
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The block that opens with the line `head`, up to its closing brace at the same indent.
+    fn block(text: &str, head: &str) -> String {
+        let start = text
+            .find(&format!("{head}\n"))
+            .unwrap_or_else(|| panic!("no {head:?} in\n{text}"));
+        let indent = &head[..head.len() - head.trim_start().len()];
+        let close = format!("\n{indent}}}\n");
+        let end = text[start..].find(&close).unwrap() + close.len();
+        text[start..start + end].to_string()
+    }
+
+    /// The proxied `location /` of the TLS server (the port-80 server has one too).
+    fn proxied(text: &str) -> String {
+        let at = text
+            .find("    location / {\n        proxy_pass")
+            .unwrap_or_else(|| panic!("no proxied location in\n{text}"));
+        block(&text[at..], "    location / {")
+    }
+
+    #[test]
+    fn nginx_1_25_1_and_later_get_http2_on_instead_of_the_listen_parameter() {
+        let mut s = spec(Some(8443));
+        s.http2 = Http2Syntax::Directive;
+        let out = render(&s, None, Path::new("/o")).unwrap();
+        for want in [
+            "    listen 443 ssl;\n",
+            "    listen [::]:443 ssl;\n",
+            "    listen 8443 ssl;\n",
+            "    listen [::]:8443 ssl;\n",
+        ] {
+            assert!(out.contains(want), "missing {want:?} in\n{out}");
+        }
+        let d = directives(&out);
+        assert_eq!(d.matches("http2 on;").count(), 1, "{out}");
+        assert!(!d.contains("ssl http2"), "{out}");
+        // The directive belongs to the TLS server, not the port-80 redirect.
+        assert!(block(&out, "server {").contains("listen 80;"));
+        assert!(!block(&out, "server {").contains("http2"));
+        // The 1.22 form, for contrast: no `http2 on;` at all.
+        let old = render(&spec(Some(8443)), None, Path::new("/o")).unwrap();
+        assert!(!directives(&old).contains("http2 on"), "{old}");
+        assert_eq!(directives(&old).matches("ssl http2;").count(), 4, "{old}");
+    }
+
+    #[test]
+    fn a_down_server_is_answered_with_503_and_retry_after_by_nginx_itself() {
+        let out = render(&spec(None), None, Path::new("/o")).unwrap();
+        let d = directives(&out);
+        // Server level, so the proxied location inherits it (it sets no error_page itself).
+        assert!(
+            d.contains("\n    error_page 502 504 =503 @restarting;"),
+            "{out}"
+        );
+        assert!(!directives(&proxied(&out)).contains("error_page"));
+        // nginx's own errors only: the server's 502/504 answers are not replaced.
+        assert!(!d.contains("proxy_intercept_errors"), "{out}");
+        // No retry of a failed request by nginx (a POST must not reach the server twice).
+        assert!(proxied(&out).contains("proxy_next_upstream off;"), "{out}");
+        let page = block(&out, "    location @restarting {");
+        for want in [
+            "default_type text/html;",
+            "add_header Retry-After 5 always;",
+            "add_header Cache-Control \"no-store\" always;",
+            "return 503 '<!DOCTYPE html>",
+            "This budget server is restarting",
+            "Try again in a few seconds.",
+            "</html>\n';",
+        ] {
+            assert!(page.contains(want), "missing {want:?} in\n{page}");
+        }
+        // The page is one nginx string: no quote that would end it, no `$` nginx would
+        // read as a variable.
+        let body_start = page.find("return 503 '").unwrap() + "return 503 '".len();
+        let body = &page[body_start..page.rfind("';").unwrap()];
+        assert!(!body.contains('\'') && !body.contains('$'), "{body}");
+    }
+
+    #[test]
+    fn nginx_version_is_read_from_nginx_v() {
+        assert_eq!(
+            parse_nginx_version("nginx version: nginx/1.22.1\n").unwrap(),
+            NginxVersion(1, 22, 1)
+        );
+        assert_eq!(
+            parse_nginx_version("nginx version: nginx/1.26.3 (Debian)\n").unwrap(),
+            NginxVersion(1, 26, 3)
+        );
+        assert_eq!(
+            parse_nginx_version("nginx version: openresty/1.21.4.1\n").unwrap(),
+            NginxVersion(1, 21, 4)
+        );
+        for garbage in [
+            "",
+            "command not found",
+            "nginx version: nginx/\n",
+            "nginx version: nginx/1.26\n",
+            "nginx version: nginx/one.two.three\n",
+        ] {
+            let err = parse_nginx_version(garbage).unwrap_err();
+            assert_eq!(err.kind, crate::error::Kind::Environment, "{garbage:?}");
+            assert!(!err.message.contains('\n'), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn http2_form_switches_at_nginx_1_25_1() {
+        for (v, want) in [
+            (NginxVersion(1, 22, 1), Http2Syntax::ListenParameter),
+            (NginxVersion(1, 25, 0), Http2Syntax::ListenParameter),
+            (NginxVersion(1, 25, 1), Http2Syntax::Directive),
+            (NginxVersion(1, 26, 3), Http2Syntax::Directive),
+            (NginxVersion(2, 0, 0), Http2Syntax::Directive),
+        ] {
+            assert_eq!(Http2Syntax::for_version(v), want, "{v}");
+        }
+        assert_eq!(Http2Syntax::default(), Http2Syntax::ListenParameter);
     }
 
     #[test]
