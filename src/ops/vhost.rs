@@ -66,8 +66,8 @@ pub fn prepare(ctx: &Ctx, req: &VhostRequest) -> Result<(String, VhostSummary)> 
     prepare_for(ctx, req, sys::nginx::installed_http2_syntax())
 }
 
-/// [`prepare`] for an nginx that takes HTTP/2 the `http2` way (the one that will test the
-/// file, so the text matches its version).
+/// [`prepare`] with the HTTP/2 form of a given nginx: the one that will test the file, so
+/// the text matches that nginx's version.
 fn prepare_for(
     ctx: &Ctx,
     req: &VhostRequest,
