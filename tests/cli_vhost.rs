@@ -12,7 +12,7 @@ use abssctl::domain::config::{self, Config};
 use abssctl::domain::layout::Layout;
 use abssctl::domain::txn::Plan;
 use abssctl::domain::validate;
-use abssctl::domain::vhost::{self, TlsKind, TlsSource, VhostSpec};
+use abssctl::domain::vhost::{self, Http2Syntax, TlsKind, TlsSource, VhostSpec};
 use abssctl::error::{Kind, classify};
 use abssctl::ops::vhost::{Providers, VhostRequest, plan_apply, plan_remove};
 use abssctl::ops::{Ctx, Globals, OpState};
@@ -224,8 +224,15 @@ fn apply(
     plan.run(false).map(drop)
 }
 
-fn golden_spec(https_port: Option<u16>, kind: TlsKind, cert: &str, key: &str) -> String {
+fn golden_spec(
+    https_port: Option<u16>,
+    kind: TlsKind,
+    cert: &str,
+    key: &str,
+    http2: Http2Syntax,
+) -> String {
     let spec = VhostSpec {
+        http2,
         instance: validate::instance_name("budget").unwrap(),
         domain: validate::domain("budget.example.org").unwrap(),
         upstream_port: 5000,
@@ -250,7 +257,8 @@ fn golden_vhost_with_the_system_certificate() {
         None,
         TlsKind::System,
         "/etc/ssl/private/cert.pem",
-        "/etc/ssl/private/cert.key"
+        "/etc/ssl/private/cert.key",
+        Http2Syntax::ListenParameter
     ));
 }
 
@@ -260,8 +268,29 @@ fn golden_vhost_with_lets_encrypt_and_a_dedicated_https_port() {
         Some(8443),
         TlsKind::LetsEncrypt,
         "/etc/letsencrypt/live/budget.example.org/fullchain.pem",
-        "/etc/letsencrypt/live/budget.example.org/privkey.pem"
+        "/etc/letsencrypt/live/budget.example.org/privkey.pem",
+        Http2Syntax::ListenParameter
     ));
+}
+
+#[test]
+fn golden_vhost_for_nginx_1_25_1_and_later_uses_http2_on() {
+    insta::assert_snapshot!(golden_spec(
+        Some(8443),
+        TlsKind::System,
+        "/etc/ssl/private/cert.pem",
+        "/etc/ssl/private/cert.key",
+        Http2Syntax::Directive
+    ));
+}
+
+#[test]
+fn the_real_nginx_v_is_read_and_picks_its_http2_form() {
+    let program = nginx_program();
+    let v = abssctl::sys::nginx::nginx_version(&program).unwrap();
+    assert!(v >= vhost::NginxVersion(1, 18, 0), "{v}");
+    let m = machine();
+    assert_eq!(m.nginx.http2_syntax(), Http2Syntax::for_version(v));
 }
 
 #[test]
@@ -284,15 +313,30 @@ fn rendered_vhost_passes_a_real_nginx_test_and_is_enabled_relatively() {
         "ssl_certificate {}/etc/ssl/private/cert.pem;",
         m.root.display()
     )));
-    assert!(text.contains("listen 8443 ssl http2;"));
+    // The HTTP/2 form of this machine's nginx (1.22: the listen parameter; 1.25.1+: `http2 on`).
+    match m.nginx.http2_syntax() {
+        Http2Syntax::ListenParameter => assert!(text.contains("listen 8443 ssl http2;"), "{text}"),
+        Http2Syntax::Directive => {
+            assert!(
+                text.contains("listen 8443 ssl;") && text.contains("http2 on;"),
+                "{text}"
+            )
+        }
+    }
+    assert!(
+        text.contains("error_page 502 504 =503 @restarting;"),
+        "{text}"
+    );
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
         0o644
     );
     assert_eq!(*sd.reloads.borrow(), vec!["nginx.service"]);
-    // The file nginx accepted is what a fresh `nginx -t` accepts too.
-    m.nginx.test().unwrap();
+    // The file nginx accepted is what a fresh `nginx -t` accepts too, without a warning
+    // about the HTTP/2 form (nginx 1.25.1+ warns on the listen parameter).
+    let passed = m.nginx.test().unwrap();
+    assert!(!passed.output.contains("[warn]"), "{}", passed.output);
 
     // Same request again: nothing written, nothing reloaded (idempotent).
     apply(&c, &req, &sd, &m.nginx).unwrap();

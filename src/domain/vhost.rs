@@ -131,6 +131,68 @@ pub fn select_tls(
     .hint("create the system certificate (TurnKey: turnkey-make-ssl-cert) or set tls.system.cert/key in /etc/abssctl/config.yml"))
 }
 
+/// A version of nginx, as `nginx -v` prints it (`1.26.3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct NginxVersion(pub u32, pub u32, pub u32);
+
+impl std::fmt::Display for NginxVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// The first nginx with `http2 on;`; from it on the `listen ... http2` parameter warns.
+pub const HTTP2_DIRECTIVE_SINCE: NginxVersion = NginxVersion(1, 25, 1);
+
+/// How a vhost turns HTTP/2 on. The two forms are not interchangeable: nginx 1.22 (Debian
+/// 12) rejects `http2 on;`, nginx 1.26 (Debian 13) warns on every `nginx -t` about the
+/// `listen` parameter. The caller says which nginx will read the file; rendering stays pure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Http2Syntax {
+    /// `listen 443 ssl http2;` (nginx before 1.25.1). The default when the version is not
+    /// known: every nginx abssctl can meet accepts it (a newer one only warns).
+    #[default]
+    ListenParameter,
+    /// `listen 443 ssl;` plus `http2 on;` (nginx 1.25.1 and later).
+    Directive,
+}
+
+impl Http2Syntax {
+    /// The form the given nginx wants.
+    pub fn for_version(v: NginxVersion) -> Self {
+        if v >= HTTP2_DIRECTIVE_SINCE {
+            Http2Syntax::Directive
+        } else {
+            Http2Syntax::ListenParameter
+        }
+    }
+}
+
+/// Read the version from what `nginx -v` prints (on stderr): `nginx version: nginx/1.26.3`,
+/// possibly followed by ` (Debian)`. Builds that name themselves otherwise
+/// (`openresty/1.21.4.1`) keep nginx's numbering in the first three numbers.
+pub fn parse_nginx_version(output: &str) -> Result<NginxVersion, Failure> {
+    let bad = || {
+        Failure::environment(format!(
+            "cannot read the nginx version from `nginx -v`: {:?}",
+            output.trim()
+        ))
+        .hint("check that `nginx -v` prints `nginx version: nginx/<x.y.z>`")
+    };
+    let line = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("nginx version:"))
+        .ok_or_else(bad)?;
+    let (_, rest) = line.trim().split_once('/').ok_or_else(bad)?;
+    let number = rest.split_whitespace().next().unwrap_or("");
+    let mut parts = number.split('.').map(|p| p.parse::<u32>().ok());
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Some(a)), Some(Some(b)), Some(Some(c))) => Ok(NginxVersion(a, b, c)),
+        _ => Err(bad()),
+    }
+}
+
 /// Everything one vhost file depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VhostSpec {
@@ -141,6 +203,8 @@ pub struct VhostSpec {
     /// An extra TLS port of this instance alone, for machines without DNS.
     pub https_port: Option<u16>,
     pub tls: TlsSource,
+    /// The HTTP/2 form the nginx that will read the file takes (found by `sys::nginx`).
+    pub http2: Http2Syntax,
 }
 
 /// Characters that would end or bend an nginx directive if they appeared in a value.
@@ -194,6 +258,7 @@ pub fn render(
     ctx.insert("client_max_body_size_mb", &client_max_body_size_mb());
     ctx.insert("server_upload_cap_mb", &server_upload_cap_mb());
     ctx.insert("override_path", &override_path.display().to_string());
+    ctx.insert("http2_directive", &(spec.http2 == Http2Syntax::Directive));
 
     crate::domain::render::render(TEMPLATE_NAME, override_text, &ctx)
 }
@@ -244,200 +309,5 @@ pub fn relative_link_target(link: &Path, file: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
-mod tests {
-    use super::*;
-    use crate::domain::config::Config;
-    use crate::domain::validate;
-
-    fn layout() -> Layout {
-        Layout::new(&Config::default(), Path::new("/etc/abssctl/config.yml"))
-    }
-
-    fn dom() -> Domain {
-        validate::domain("budget.example.org").unwrap()
-    }
-
-    #[test]
-    fn body_size_is_above_every_server_cap() {
-        assert_eq!(server_upload_cap_mb(), 50);
-        assert_eq!(client_max_body_size_mb(), 60);
-        for cap in [UPLOAD_SYNC_MB, UPLOAD_ENCRYPTED_MB, UPLOAD_FILE_MB] {
-            assert!(client_max_body_size_mb() > cap);
-        }
-    }
-
-    #[test]
-    fn tls_order_is_custom_then_lets_encrypt_then_system() {
-        let l = layout();
-        let c = tls_candidates(
-            &l,
-            &dom(),
-            Some((Path::new("/c/cert"), Path::new("/c/key"))),
-        );
-        let kinds: Vec<_> = c.iter().map(|s| s.kind).collect();
-        assert_eq!(
-            kinds,
-            [TlsKind::Custom, TlsKind::LetsEncrypt, TlsKind::System]
-        );
-        assert_eq!(
-            c[1].cert,
-            Path::new("/etc/letsencrypt/live/budget.example.org/fullchain.pem")
-        );
-        assert_eq!(c[2].key, Path::new("/etc/ssl/private/cert.key"));
-
-        // Every file exists: custom wins.
-        assert_eq!(select_tls(&c, |_| true).unwrap().kind, TlsKind::Custom);
-        // No custom pair, LE cert present but its key missing: the system pair.
-        let c = tls_candidates(&l, &dom(), None);
-        let got = select_tls(&c, |p| !p.ends_with("privkey.pem")).unwrap();
-        assert_eq!(got.kind, TlsKind::System);
-        // LE complete: LE.
-        assert_eq!(select_tls(&c, |_| true).unwrap().kind, TlsKind::LetsEncrypt);
-    }
-
-    #[test]
-    fn missing_custom_pair_is_an_error_not_a_fallback() {
-        let c = tls_candidates(
-            &layout(),
-            &dom(),
-            Some((Path::new("/c/cert"), Path::new("/c/key"))),
-        );
-        let err = select_tls(&c, |p| !p.starts_with("/c")).unwrap_err();
-        assert_eq!(err.kind, crate::error::Kind::Validation);
-        assert!(err.message.contains("/c/cert"), "{}", err.message);
-    }
-
-    #[test]
-    fn nothing_usable_is_an_environment_error_naming_the_system_pair() {
-        let c = tls_candidates(&layout(), &dom(), None);
-        let err = select_tls(&c, |_| false).unwrap_err();
-        assert_eq!(err.kind, crate::error::Kind::Environment);
-        assert!(
-            err.message.contains("/etc/ssl/private/cert.pem"),
-            "{}",
-            err.message
-        );
-    }
-
-    fn spec(https_port: Option<u16>) -> VhostSpec {
-        VhostSpec {
-            instance: validate::instance_name("budget").unwrap(),
-            domain: dom(),
-            upstream_port: 5000,
-            https_port,
-            tls: TlsSource {
-                kind: TlsKind::System,
-                cert: "/etc/ssl/private/cert.pem".into(),
-                key: "/etc/ssl/private/cert.key".into(),
-            },
-        }
-    }
-
-    #[test]
-    fn rendered_vhost_has_the_required_directives() {
-        let out = render(&spec(None), None, Path::new("/o")).unwrap();
-        for want in [
-            "listen 443 ssl http2;",
-            "listen [::]:443 ssl http2;",
-            "server_name budget.example.org;",
-            "proxy_pass http://127.0.0.1:5000;",
-            "client_max_body_size 60m;",
-            "X-Forwarded-Proto $scheme",
-            "return 301 https://$host$request_uri;",
-        ] {
-            assert!(out.contains(want), "missing {want:?} in\n{out}");
-        }
-        // Directives only (comments may mention the words).
-        let directives: String = out
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .collect::<Vec<_>>()
-            .join("\n");
-        for banned in [
-            "default_server",
-            "proxy_hide_header",
-            "add_header",
-            "http2 on",
-        ] {
-            assert!(!directives.contains(banned), "{banned} in\n{out}");
-        }
-        assert!(!out.contains("listen 8443"));
-        let with_port = render(&spec(Some(8443)), None, Path::new("/o")).unwrap();
-        assert!(with_port.contains("listen 8443 ssl http2;"), "{with_port}");
-        assert!(
-            with_port.contains("listen [::]:8443 ssl http2;"),
-            "{with_port}"
-        );
-    }
-
-    #[test]
-    fn broken_override_is_a_validation_error_naming_the_file() {
-        let err = render(
-            &spec(None),
-            Some((
-                Path::new("/etc/abssctl/templates/nginx-vhost.conf.tera"),
-                "server { {{ nope }",
-            )),
-            Path::new("/o"),
-        )
-        .unwrap_err();
-        assert_eq!(err.kind, crate::error::Kind::Validation);
-        assert!(
-            err.message.contains("/etc/abssctl/templates/"),
-            "{}",
-            err.message
-        );
-        assert!(!err.message.contains('\n'));
-    }
-
-    #[test]
-    fn unsafe_paths_and_shared_ports_are_refused() {
-        let mut s = spec(None);
-        s.tls.cert = "/etc/ssl/my cert.pem".into();
-        assert!(render(&s, None, Path::new("/o")).is_err());
-        s.tls.cert = "/etc/ssl/a;b".into();
-        assert!(render(&s, None, Path::new("/o")).is_err());
-        assert!(check_https_port(443).is_err());
-        assert!(check_https_port(8443).is_ok());
-    }
-
-    #[test]
-    fn first_error_line_picks_the_emerg_line() {
-        let out = "nginx: [warn] the \"ssl\" directive is deprecated\n\
-                   nginx: [emerg] unknown directive \"bogus\" in /etc/nginx/sites-enabled/abssctl-a.conf:3\n\
-                   nginx: configuration file /etc/nginx/nginx.conf test failed\n";
-        assert_eq!(
-            first_error_line(out),
-            "nginx: [emerg] unknown directive \"bogus\" in /etc/nginx/sites-enabled/abssctl-a.conf:3"
-        );
-        assert_eq!(first_error_line("\n  odd output\n"), "odd output");
-        assert_eq!(first_error_line(""), "nginx -t failed without output");
-    }
-
-    #[test]
-    fn conflicting_name_is_found_for_our_domain_only() {
-        let out = "nginx: [warn] conflicting server name \"budget.example.org\" on 0.0.0.0:443, ignored\n";
-        assert!(conflicting_name_warning(out, &dom()).is_some());
-        let other = validate::domain("other.example.org").unwrap();
-        assert!(conflicting_name_warning(out, &other).is_none());
-    }
-
-    #[test]
-    fn link_target_is_relative() {
-        assert_eq!(
-            relative_link_target(
-                Path::new("/etc/nginx/sites-enabled/abssctl-a.conf"),
-                Path::new("/etc/nginx/sites-available/abssctl-a.conf")
-            ),
-            Path::new("../sites-available/abssctl-a.conf")
-        );
-        assert_eq!(
-            relative_link_target(
-                Path::new("/tmp/r/etc/nginx/sites-enabled/x.conf"),
-                Path::new("/tmp/r/etc/nginx/sites-available/x.conf")
-            ),
-            Path::new("../sites-available/x.conf")
-        );
-    }
-}
+#[path = "vhost_tests.rs"]
+mod tests;

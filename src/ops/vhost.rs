@@ -5,7 +5,7 @@
 
 use crate::domain::txn::{self, Plan};
 use crate::domain::validate::{Domain, InstanceName};
-use crate::domain::vhost::{self, TlsSource, VhostSpec};
+use crate::domain::vhost::{self, Http2Syntax, TlsSource, VhostSpec};
 use crate::ops::Ctx;
 use crate::sys;
 use crate::sys::nginx::{ConfigTest, VhostPaths};
@@ -60,8 +60,19 @@ fn paths(ctx: &Ctx, name: &InstanceName) -> VhostPaths {
     )
 }
 
-/// Render the vhost for `req` (operator template if present) and pick its TLS source.
+/// Render the vhost for `req` (operator template if present) and pick its TLS source,
+/// for the nginx on PATH.
 pub fn prepare(ctx: &Ctx, req: &VhostRequest) -> Result<(String, VhostSummary)> {
+    prepare_for(ctx, req, sys::nginx::installed_http2_syntax())
+}
+
+/// [`prepare`] with the HTTP/2 form of a given nginx: the one that will test the file, so
+/// the text matches that nginx's version.
+fn prepare_for(
+    ctx: &Ctx,
+    req: &VhostRequest,
+    http2: Http2Syntax,
+) -> Result<(String, VhostSummary)> {
     let candidates = vhost::tls_candidates(
         &ctx.layout,
         &req.domain,
@@ -78,6 +89,7 @@ pub fn prepare(ctx: &Ctx, req: &VhostRequest) -> Result<(String, VhostSummary)> 
         upstream_port: req.port,
         https_port: req.https_port,
         tls: tls.clone(),
+        http2,
     };
     let text = vhost::render(
         &spec,
@@ -109,7 +121,7 @@ pub fn plan_apply<'a>(
     prov: Providers<'a>,
     plan: &mut Plan<'a>,
 ) -> Result<VhostSummary> {
-    let (text, summary) = prepare(ctx, req)?;
+    let (text, summary) = prepare_for(ctx, req, prov.nginx.http2_syntax())?;
     let paths = paths(ctx, &req.name);
     let op_id = ctx.op.op_id.to_string();
     let domain = req.domain.clone();

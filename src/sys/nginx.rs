@@ -11,7 +11,7 @@
 //! 5. only a passing test is followed by a reload, over D-Bus (ReloadUnit, never restart).
 
 use crate::domain::validate::Domain;
-use crate::domain::vhost::{self, NGINX_UNIT};
+use crate::domain::vhost::{self, Http2Syntax, NGINX_UNIT, NginxVersion};
 use crate::error::Failure;
 use crate::sys::{fs, systemd::Systemd};
 use anyhow::{Context, Result};
@@ -38,6 +38,13 @@ pub trait ConfigTest {
     /// Ok with nginx's output when the configuration is valid; a provider [`Failure`]
     /// carrying nginx's first error line otherwise.
     fn test(&self) -> Result<TestPassed>;
+
+    /// The HTTP/2 form this nginx takes, for the vhost it is about to test. By default that
+    /// of the `nginx` on PATH, which is the one an implementor that finds nginx on first use
+    /// (`ops::instance::LazyNginx`) tests with.
+    fn http2_syntax(&self) -> Http2Syntax {
+        installed_http2_syntax()
+    }
 }
 
 /// The real `nginx -t`.
@@ -45,21 +52,68 @@ pub trait ConfigTest {
 pub struct NginxCli {
     program: PathBuf,
     args: Vec<OsString>,
+    /// `nginx -v` of `program`, asked once.
+    http2: std::sync::OnceLock<Http2Syntax>,
+}
+
+/// `nginx` in a directory of PATH.
+fn nginx_on_path() -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("nginx"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The version of the nginx binary `program` (`nginx -v`, which prints on stderr).
+pub fn nginx_version(program: &Path) -> Result<NginxVersion> {
+    let out = std::process::Command::new(program)
+        .arg("-v")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("running {} -v", program.display()))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(vhost::parse_nginx_version(&text)?)
+}
+
+/// The HTTP/2 form for `program`, or the 1.22 form when its version cannot be read: that
+/// form works on every nginx (a newer one only warns), so a vhost is never made invalid by
+/// a guess. A dry run on a machine without nginx lands here too.
+fn http2_syntax_of(program: Option<&Path>) -> Http2Syntax {
+    let Some(program) = program else {
+        tracing::debug!("no nginx on PATH; vhosts use `listen ... ssl http2` (nginx 1.22 form)");
+        return Http2Syntax::default();
+    };
+    match nginx_version(program) {
+        Ok(v) => {
+            let syntax = Http2Syntax::for_version(v);
+            tracing::debug!(version = %v, ?syntax, "nginx version");
+            syntax
+        }
+        Err(e) => {
+            tracing::warn!(
+                "{e:#}; the vhost uses `listen ... ssl http2` (nginx 1.22 form), which newer nginx accepts with a warning"
+            );
+            Http2Syntax::default()
+        }
+    }
+}
+
+/// The HTTP/2 form of the `nginx` on PATH, asked once per process.
+pub fn installed_http2_syntax() -> Http2Syntax {
+    static CACHE: std::sync::OnceLock<Http2Syntax> = std::sync::OnceLock::new();
+    *CACHE.get_or_init(|| http2_syntax_of(nginx_on_path().as_deref()))
 }
 
 impl NginxCli {
     /// `nginx` from PATH, with the machine's own nginx.conf.
     pub fn from_path() -> Result<Self> {
-        let found = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("nginx"))
-                .find(|p| p.is_file())
-        });
-        match found {
-            Some(program) => Ok(NginxCli {
-                program,
-                args: Vec::new(),
-            }),
+        match nginx_on_path() {
+            Some(program) => Ok(NginxCli::new(program, Vec::new())),
             None => Err(
                 Failure::environment("nginx is not installed (no `nginx` on PATH)")
                     .hint("install it: apt install nginx")
@@ -74,6 +128,7 @@ impl NginxCli {
         NginxCli {
             program: program.into(),
             args,
+            http2: std::sync::OnceLock::new(),
         }
     }
 }
@@ -102,6 +157,12 @@ impl ConfigTest for NginxCli {
             .hint("run `nginx -t` to see the whole report")
             .into())
         }
+    }
+
+    fn http2_syntax(&self) -> Http2Syntax {
+        *self
+            .http2
+            .get_or_init(|| http2_syntax_of(Some(&self.program)))
     }
 }
 
@@ -470,5 +531,16 @@ mod tests {
         let _ = child.wait();
         assert!(kids.contains(&child.id()), "{kids:?}");
         assert!(children(0).is_empty());
+    }
+
+    #[test]
+    fn an_nginx_that_cannot_be_asked_gets_the_1_22_form() {
+        // A program that runs but prints no version, and one that does not exist.
+        let no_version = NginxCli::new("/bin/true", Vec::new());
+        assert_eq!(no_version.http2_syntax(), Http2Syntax::ListenParameter);
+        assert!(nginx_version(Path::new("/bin/true")).is_err());
+        let missing = NginxCli::new("/nonexistent/nginx", Vec::new());
+        assert_eq!(missing.http2_syntax(), Http2Syntax::ListenParameter);
+        assert_eq!(http2_syntax_of(None), Http2Syntax::ListenParameter);
     }
 }

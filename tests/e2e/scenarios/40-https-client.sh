@@ -12,6 +12,7 @@
 # Two instances on two versions serve their clients side by side; `version switch` moves
 # the instance bound to `current` to the newer version (restarted, data migrated) and the
 # newer client reads what the older one wrote.
+# A stopped instance is answered by nginx with 503 and Retry-After (its vhost's page).
 # Then the fault: an operator template that nginx rejects makes set-domain exit 4 with
 # nginx's first error line, the vhost stays byte-identical, and the client still gets its
 # data through the old vhost.
@@ -72,6 +73,13 @@ check "http:// redirects to https://" in_ct_sh \
     "curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' http://$DOMAIN/x | grep -qx '301 https://$DOMAIN/x'"
 check "the server's COOP/COEP headers pass through" in_ct_sh \
     "h=\$(curl -sSI --cacert /root/e2e-ca.crt https://$DOMAIN/); echo \"\$h\" | grep -qi '^cross-origin-opener-policy: same-origin' && echo \"\$h\" | grep -qi '^cross-origin-embedder-policy: require-corp'"
+
+step "a stopped instance: nginx answers 503 with Retry-After (clients retry), not 502"
+must "abssctl stop budget" in_ct abssctl stop budget
+check "https://$DOMAIN/health is 503 with Retry-After while budget is stopped" in_ct_sh "
+    h=\$(curl -sS -o /dev/null -D - --cacert /root/e2e-ca.crt https://$DOMAIN/health | tr -d '\\r')
+    echo \"\$h\" | head -1 | grep -q ' 503' && echo \"\$h\" | grep -qi '^retry-after: 5\$'"
+must "abssctl start budget: healthy again" in_ct abssctl start budget
 
 step "the official clients @actual-app/api $VERSION and $NEWER, installed with the managed Node runtime"
 ct_api_clients
