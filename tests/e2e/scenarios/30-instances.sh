@@ -115,9 +115,9 @@ check "... it runs as actual-other, every data file is actual-other's, none actu
 check "... and still serves its data (login works)" login_ok 5011 Correct-Horse-1
 
 step "lifecycle: stop / start / restart / disable / enable / logs / env"
-check "stop: unit inactive, vhost answers 502" in_ct_sh '
+check "stop: unit inactive, vhost answers 503 (restarting page, Retry-After), not 502" in_ct_sh '
     abssctl stop budget && test "$(systemctl is-active actual-sync@budget.service)" = inactive
-    test "$(curl -sk -o /dev/null -w %{http_code} --resolve budget.test:443:127.0.0.1 https://budget.test/health)" = 502'
+    test "$(curl -sk -o /dev/null -w %{http_code} --resolve budget.test:443:127.0.0.1 https://budget.test/health)" = 503'
 check "stop again is a no-op" in_ct_sh 'abssctl --json stop budget | jq -e ".changed==false"'
 check "start: healthy again through HTTPS" in_ct abssctl start budget
 check "... https ok" https_ok budget.test
