@@ -43,6 +43,8 @@ pub struct UpgradeResult {
     /// Every instance ended on the target (or already was there).
     pub ok: bool,
     pub instances: Vec<Outcome>,
+    /// What the operator must know (a copy kept, a leftover found).
+    pub warnings: Vec<String>,
     pub dry_run: bool,
     pub planned_actions: Vec<crate::domain::txn::PlannedAction>,
 }
@@ -131,9 +133,8 @@ pub fn upgrade(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<Report> {
                     stop = Some((
                         kind,
                         format!(
-                            "the upgrade of '{name}' to Actual {target} failed ({}): {}",
-                            o.rollback.as_deref().unwrap_or("rolled back"),
-                            o.error.as_deref().unwrap_or("unknown error")
+                            "the upgrade of '{name}' to Actual {target} failed{}",
+                            why(&o)
                         ),
                         rb,
                     ));
@@ -159,6 +160,7 @@ pub fn upgrade(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<Report> {
         mode: "rolling",
         ok: stop.is_none(),
         instances: outcomes,
+        warnings: ctx.op.warnings.clone(),
         dry_run,
         planned_actions: ctx.op.planned.clone(),
     };
@@ -219,6 +221,22 @@ fn ensure_target(ctx: &mut Ctx, target: &str) -> Result<bool> {
     Ok(true)
 }
 
+/// " (rolled back): <error>", and where the data from before is when the rollback stopped.
+fn why(o: &Outcome) -> String {
+    let mut s = format!(
+        " ({}): {}",
+        o.rollback.as_deref().unwrap_or("rolled back"),
+        o.error.as_deref().unwrap_or("unknown error")
+    );
+    if let Some(k) = &o.kept_copy {
+        s.push_str(&format!(
+            "; the data from before the upgrade is kept in {}",
+            k.display()
+        ));
+    }
+    s
+}
+
 fn human(r: &UpgradeResult) -> String {
     let rows: Vec<Vec<String>> = r
         .instances
@@ -251,6 +269,9 @@ fn human(r: &UpgradeResult) -> String {
         if let Some(e) = &o.error {
             out.push_str(&format!("\n{}: {e}", o.instance));
         }
+    }
+    for w in &r.warnings {
+        out.push_str(&format!("\nwarning: {w}"));
     }
     out
 }
@@ -307,11 +328,10 @@ pub fn set_version(
     let failure = (!ok).then(|| {
         let (kind, rb) = o.failure.clone().unwrap_or((Kind::Provider, None));
         let message = format!(
-            "'{}' did not move to Actual {} ({}): {}",
+            "'{}' did not move to Actual {}{}",
             o.instance,
             to.version,
-            o.rollback.as_deref().unwrap_or("rolled back"),
-            o.error.as_deref().unwrap_or("unknown error")
+            why(&o)
         );
         (kind, message, rb)
     });
@@ -321,6 +341,7 @@ pub fn set_version(
         mode: "single",
         ok,
         instances: vec![o],
+        warnings: ctx.op.warnings.clone(),
         dry_run,
         planned_actions: ctx.op.planned.clone(),
     };

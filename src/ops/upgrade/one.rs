@@ -76,6 +76,8 @@ pub struct Outcome {
     pub error: Option<String>,
     /// "rolled back" or "rollback incomplete (...)".
     pub rollback: Option<String>,
+    /// A rollback that did not finish kept the copy of the data from before here.
+    pub kept_copy: Option<PathBuf>,
     /// The failure's category (exit code) and the transaction's rollback record.
     #[serde(skip)]
     pub failure: Option<(crate::error::Kind, Option<Rollback>)>,
@@ -95,6 +97,7 @@ impl Outcome {
             rollback_ms: None,
             error: None,
             rollback: None,
+            kept_copy: None,
             failure: None,
         }
     }
@@ -298,6 +301,7 @@ pub fn upgrade(
                 "the data of '{name}' from before the upgrade is kept in {} (the rollback did not finish)",
                 dir.display()
             ));
+            out.kept_copy = Some(dir.clone());
         }
     }
     if dry_run {

@@ -198,6 +198,28 @@ matrix "instance set-domain alpha" instance set-domain alpha alpha2.test
 # --no-backup: the backup these four offer is not part of their transaction (it is made
 # before, under its own locks), so the dry-run plan and the failpoint steps stay theirs.
 matrix "instance set-version alpha $ALIAS" instance set-version alpha "$ALIAS" --no-backup
+
+step "set-version alpha $ALIAS failed after its gate, and the rollback fails too (the swap back)"
+# The upgrade's data copy cannot be swapped back: the error says the rollback is incomplete
+# and names what stayed, the record says so, the copy (the data from before) is kept and
+# named, and alpha is started again on its old binding (nothing silently lost).
+n0=$(ops_lines)
+in_ct env "FAILPOINTS=txn-after-unit_start=return;upgrade-swap-back=return" abssctl-fp -y \
+    --json instance set-version alpha "$ALIAS" >"$WORK/out" 2>"$WORK/err" && rc=0 || rc=$?
+CASES=$((CASES + 1))
+log "result: $(jq -c '.instances[0] | {status, rollback, error}' "$WORK/out" 2>/dev/null)"
+check "exit 1 (got $rc), status rollback-incomplete, the undo of the copy named, the copy kept" sh -c "test $rc = 1 && jq -e '
+    .ok == false and .instances[0].status == \"rollback-incomplete\" and .instances[0].kept_copy != null
+    and (.instances[0].rollback | test(\"rollback incomplete.*copy the data\"))' '$WORK/out'"
+KEPT=$(in_ct_sh 'ls -d /srv/alpha/.abssctl-upgrade-* 2>/dev/null' || true)
+check "the copy of alpha's data is kept ($KEPT), with its .migrate" in_ct test -s "$KEPT/data/.migrate"
+check "stderr says the rollback did not finish and names the copy" sh -c \
+    "grep -q 'rollback incomplete' '$WORK/err' && grep -qF '$KEPT' '$WORK/err'"
+check "one record: rc 1, not rolled back, data_copy kept, changed" sh -c "test \$(in_ct_sh 'wc -l </var/log/abssctl/operations.jsonl') = $((n0 + 1))" 
+check "... its fields" in_ct_sh "tail -n 1 /var/log/abssctl/operations.jsonl | jq -e '.rc == 1 and .result.rolled_back == false and (.result.effects_kept | index(\"data_copy\") != null) and .result.changed'"
+check "alpha serves again on its old binding" serving "5000 alpha.test"
+check "... bound as before (current)" in_ct_sh "abssctl --json instance show alpha | jq -e '.version_binding == \"current\"'"
+must "the operator removes the kept copy after looking at it" in_ct_sh 'rm -rf /srv/alpha/.abssctl-upgrade-*'
 matrix "version switch $ALIAS (alpha and beta follow)" version switch "$ALIAS" --no-backup
 matrix "instance rename beta delta" instance rename beta delta --no-backup
 matrix "instance delete alpha" instance delete alpha --no-backup
