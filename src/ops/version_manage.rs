@@ -408,6 +408,7 @@ fn switch_locked_asked(ctx: &mut Ctx, vs: &str, asked: bool) -> Result<Switched>
     if !running.is_empty() && !asked {
         confirm_switch(ctx, vs, &running)?;
     }
+    let layout = ctx.layout.clone();
     let mut plan = Plan::new();
     if !already {
         instance::follow::plan_keep_running(&mut plan, &sd, &followers, ctx.globals.dry_run);
@@ -424,11 +425,20 @@ fn switch_locked_asked(ctx: &mut Ctx, vs: &str, asked: bool) -> Result<Switched>
                 })
             },
         );
-        instance::follow::plan_follow(&mut plan, &sd, &followers, ctx.globals.dry_run);
+        instance::follow::plan_follow(&mut plan, &layout, &sd, &followers, ctx.globals.dry_run);
     }
     let planned = plan.planned_actions();
     ctx.record_plan(planned.clone());
-    plan.run(ctx.globals.dry_run)?;
+    if let Err(e) = plan.run(ctx.globals.dry_run) {
+        let kept = instance::follow::kept(&followers);
+        return Err(if kept.is_empty() {
+            e
+        } else {
+            e.context(kept.join("; "))
+        });
+    }
+    let left = instance::follow::finish(&followers);
+    ctx.op.warnings.extend(left);
     let names: Vec<&str> = followers.iter().map(|f| f.name.as_str()).collect();
     let human = if already {
         format!("current already is {vs}")

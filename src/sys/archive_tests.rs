@@ -92,8 +92,11 @@ fn snapshot_during_writes_is_consistent() {
         .unwrap();
     }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The snapshots begin once the writer has committed (on a loaded machine the thread
+    // may otherwise not run before all ten are taken, and the test would prove nothing).
+    let wrote = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writer = {
-        let (db, stop) = (db.clone(), stop.clone());
+        let (db, stop, wrote) = (db.clone(), stop.clone(), wrote.clone());
         std::thread::spawn(move || {
             let mut c = rusqlite::Connection::open(&db).unwrap();
             c.busy_timeout(Duration::from_secs(10)).unwrap();
@@ -111,10 +114,14 @@ fn snapshot_during_writes_is_consistent() {
                     .unwrap();
                 tx.commit().unwrap();
                 n += 1;
+                wrote.store(n, std::sync::atomic::Ordering::Relaxed);
             }
             n
         })
     };
+    while wrote.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     for i in 0..10 {
         let snap = tmp.path().join(format!("snap-{i}.sqlite"));
         sqlite_snapshot(&db, &snap, SQLITE_BUSY_TIMEOUT).unwrap();

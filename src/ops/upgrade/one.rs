@@ -367,7 +367,7 @@ pub const COPY_PREFIX: &str = ".abssctl-upgrade-";
 /// one rename and removes the migrated data (the snapshot holds the same data as the copy).
 /// Before that start, undo only removes the copy. After a successful plan the caller
 /// removes it.
-fn step_data_guard<'a>(
+pub(crate) fn step_data_guard<'a>(
     plan: &mut Plan<'a>,
     layout: &'a Layout,
     name: &'a str,
