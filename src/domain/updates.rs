@@ -6,11 +6,40 @@
 //! A failed check does not wipe what the last good one found: it records its error and
 //! time and keeps the last good fields, with `last_good_at` saying how old they are.
 
+use crate::domain::layout::Layout;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use time::OffsetDateTime;
 
 /// The schema of updates.json this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The shipped timer (systemd/abssctl-update-check.timer) and the service it starts.
+pub const TIMER_UNIT: &str = "abssctl-update-check.timer";
+/// The calendar the shipped timer has: with `upgrades.check_on_calendar` at this value
+/// no drop-in is needed.
+pub const SHIPPED_CALENDAR: &str = "weekly";
+
+/// Where abssctl writes the timer's window when `upgrades.check_on_calendar` is not the
+/// shipped one (an operator's own `systemctl edit` override sorts after it and wins).
+pub fn dropin_path(layout: &Layout) -> PathBuf {
+    layout
+        .systemd_unit_dir
+        .join(format!("{TIMER_UNIT}.d"))
+        .join(crate::domain::schedule::DROPIN_FILE)
+}
+
+/// The timer drop-in for `on_calendar`, or None for the shipped calendar (no drop-in).
+/// `OnCalendar=` is emptied first, or the shipped `weekly` would stay a second trigger.
+pub fn render_dropin(on_calendar: &str) -> Option<String> {
+    (on_calendar != SHIPPED_CALENDAR).then(|| {
+        format!(
+            "# Written by abssctl from upgrades.check_on_calendar (abssctl config show);\n\
+             # edits here are replaced by the next `abssctl version check --record`.\n\
+             [Timer]\nOnCalendar=\nOnCalendar={on_calendar}\n"
+        )
+    })
+}
 
 /// One instance at the time of the check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +280,26 @@ mod tests {
         assert_eq!(r.update_for(None), None);
         let never = UpdatesRecord::failed(None, datetime!(2026-12-03 08:00 UTC), "x".into());
         assert_eq!(never.update_for(Some("1.0.0")), None);
+    }
+
+    #[test]
+    fn the_window_dropin_resets_the_shipped_calendar_and_is_absent_for_it() {
+        assert_eq!(render_dropin("weekly"), None);
+        let d = render_dropin("Sun 04:00").unwrap();
+        assert!(
+            d.ends_with("[Timer]\nOnCalendar=\nOnCalendar=Sun 04:00\n"),
+            "{d}"
+        );
+        let l = Layout::new(
+            &crate::domain::config::Config::default(),
+            std::path::Path::new("/etc/abssctl/config.yml"),
+        );
+        assert_eq!(
+            dropin_path(&l),
+            std::path::Path::new(
+                "/etc/systemd/system/abssctl-update-check.timer.d/50-abssctl.conf"
+            )
+        );
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! operator turned `upgrades.auto_upgrade` on.
 
 use crate::domain::state::{State, VersionBinding};
+use crate::domain::txn::Plan;
 use crate::domain::updates::{self, UpdatesRecord};
 use crate::error;
+use crate::ops::instance::step_dropin_as;
 use crate::ops::version_manage::{current, installed};
 use crate::ops::{Ctx, Report};
 use crate::sys::{self, npm};
@@ -25,8 +27,12 @@ pub struct CheckOpts {
 /// `version check`. A failed check (registry unreachable) keeps its exit code; with
 /// `record` it is written down first, beside the last good result.
 pub fn check(ctx: &mut Ctx, opts: CheckOpts) -> Result<Report> {
+    let mut window = None;
     if opts.record {
         ctx.require_root()?;
+        // Before the network: a window systemd refuses is the operator's to fix (exit 2),
+        // whether or not the registry answers.
+        window = keep_window(ctx)?;
     }
     let now = OffsetDateTime::now_utc();
     let rec = match find(ctx, now) {
@@ -76,6 +82,17 @@ pub fn check(ctx: &mut Ctx, opts: CheckOpts) -> Result<Report> {
     } else if opts.record {
         human.push_str(&format!("\ndry run: would record in {}", path.display()));
     }
+    if let Some(w) = &window {
+        human.push_str(&format!(
+            "\n{}update-check window: {w} ({})",
+            if ctx.globals.dry_run {
+                "dry run: would set the "
+            } else {
+                ""
+            },
+            updates::TIMER_UNIT
+        ));
+    }
     let auto = if opts.auto_upgrade {
         let a = auto_upgrade(ctx, &latest, !behind.is_empty())?;
         human.push_str(&format!("\nauto_upgrade: {a}"));
@@ -87,10 +104,35 @@ pub fn check(ctx: &mut Ctx, opts: CheckOpts) -> Result<Report> {
         &serde_json::json!({"latest": latest, "installed": rec.installed, "current": rec.current,
             "update_available": update, "command": update.then_some(command),
             "instances": rec.instances, "checked_at": updates_time(now),
-            "recorded": recorded.then_some(path), "auto_upgrade": auto}),
+            "recorded": recorded.then_some(path), "auto_upgrade": auto,
+            "window_changed": window}),
         human,
     )
-    .map(|r| r.changed(recorded))
+    .map(|r| r.changed(recorded || (window.is_some() && !ctx.globals.dry_run)))
+}
+
+/// Keep the timer's window in step with `upgrades.check_on_calendar`: a drop-in when it
+/// is not the shipped calendar, none when it is. Checked by systemd's own parser first;
+/// nothing changed (the usual case) needs no systemd at all.
+/// Returns the new window when the drop-in changed.
+fn keep_window(ctx: &mut Ctx) -> Result<Option<String>> {
+    let cal = ctx.cfg().upgrades_check_on_calendar.clone();
+    let text = updates::render_dropin(&cal);
+    if text.is_some() {
+        sys::systemd::check_calendar(&cal).map_err(|e| {
+            e.context("upgrades.check_on_calendar of the configuration (abssctl config show)")
+        })?;
+    }
+    let path = updates::dropin_path(&ctx.layout);
+    if sys::fs::read_optional(&path)?.as_deref() == text.as_deref() {
+        return Ok(None);
+    }
+    let sd = sys::systemd::LazySystemd::new();
+    let mut plan = Plan::new();
+    step_dropin_as(&mut plan, &sd, "update_check_window", path, text, true);
+    ctx.record_plan(plan.planned_actions());
+    plan.run(ctx.globals.dry_run)?;
+    Ok(Some(cal))
 }
 
 /// The updates file is not secret (versions and instance names, as `instance list`
