@@ -127,6 +127,9 @@ fn keep_window(ctx: &mut Ctx) -> Result<Option<String>> {
     if sys::fs::read_optional(&path)?.as_deref() == text.as_deref() {
         return Ok(None);
     }
+    // A unit file change, like the backup timers' drop-ins: under the global lock (only
+    // when there is one to make, so a routine check never waits for a long operation).
+    let _g = ctx.lock_global()?;
     let sd = sys::systemd::LazySystemd::new();
     let mut plan = Plan::new();
     step_dropin_as(&mut plan, &sd, "update_check_window", path, text, true);
