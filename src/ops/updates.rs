@@ -231,10 +231,14 @@ fn auto_upgrade(ctx: &mut Ctx, latest: &str, behind: bool) -> Result<&'static st
 }
 
 /// INTEGRATION POINT (the one call site of the upgrade operation): the rolling upgrade
-/// of all instances to `latest`, as `abssctl upgrade --all --rolling` does it. The upgrade
-/// operation (src/ops/upgrade/) is not in this build; when it is, this body becomes that
-/// call, run unattended (the timer has no terminal: it answers its own prompts and takes
-/// the pre-upgrade backups it offers). Until then auto_upgrade fails loudly (exit 3).
+/// of all instances to `latest`, as `abssctl upgrade --all --rolling --to <latest>` does
+/// it. This branch was written before the upgrade operation (src/ops/upgrade/) reached
+/// it; merged, this body becomes that call, run unattended: the operator's
+/// `upgrades.auto_upgrade: true` is the consent, so the upgrade's own question is answered
+/// (`ctx.globals.yes`; the timer has no terminal), and a returned report marked failed
+/// (`Report::failed`: an instance rolled back) must become this function's error, or
+/// the failed run would exit 0 and the unit would not show as failed. Until then
+/// auto_upgrade fails loudly (exit 3) after the check was recorded.
 fn run_auto_upgrade(ctx: &mut Ctx, latest: &str) -> Result<()> {
     let _ = (ctx, latest);
     Err(
