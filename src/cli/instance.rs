@@ -224,16 +224,26 @@ fn rows(list: &[InstanceView]) -> String {
                     .map(|p| p.to_string())
                     .unwrap_or_else(|| "-".into()),
                 mib(v.memory_bytes),
+                v.update_available.clone().unwrap_or_else(|| "-".into()),
                 v.url.clone(),
             ]
         })
         .collect();
-    table(
+    let mut out = table(
         &[
-            "NAME", "STATE", "HEALTH", "PORT", "VERSION", "PID", "MEM", "URL",
+            "NAME", "STATE", "HEALTH", "PORT", "VERSION", "PID", "MEM", "UPDATE", "URL",
         ],
         &rows,
-    )
+    );
+    // One hint for all: the newest release any instance could move to.
+    if let Some(up) = list
+        .iter()
+        .filter_map(|v| v.update_available.as_deref())
+        .max_by_key(|u| semver::Version::parse(u).ok())
+    {
+        out.push_str(&format!("\nupdate available: {up} (abssctl upgrade --all)"));
+    }
+    out
 }
 
 fn action_report(r: &ActionResult) -> anyhow::Result<Report> {

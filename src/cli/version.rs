@@ -2,6 +2,7 @@
 
 use crate::cli::Report;
 use crate::ops::Ctx;
+use crate::ops::updates::{self, CheckOpts};
 use crate::ops::version::{self, InstallOpts};
 use crate::ops::version_manage;
 use clap::Subcommand;
@@ -22,7 +23,16 @@ pub enum VersionCmd {
     },
     /// Compare installed versions with the newest stable release.
     #[command(alias = "check-for-updates")]
-    Check,
+    Check {
+        /// Also write the result (or the failure, beside the last good result) to the
+        /// state dir's updates.json, which `instance list` shows. Needs root.
+        #[arg(long)]
+        record: bool,
+        /// With --record: when upgrades.auto_upgrade is true and an instance runs an older
+        /// version, upgrade every instance (rolling). What abssctl-update-check.service runs.
+        #[arg(long, requires = "record")]
+        auto_upgrade: bool,
+    },
     /// Install a version (X.Y.Z or latest) with the Node runtime it needs.
     Install {
         /// X.Y.Z or latest.
@@ -65,7 +75,7 @@ impl VersionCmd {
     pub fn name(&self) -> &'static str {
         match self {
             VersionCmd::List { .. } => "list",
-            VersionCmd::Check => "check",
+            VersionCmd::Check { .. } => "check",
             VersionCmd::Install { .. } => "install",
             VersionCmd::Reinstall { .. } => "reinstall",
             VersionCmd::Switch { .. } => "switch",
@@ -81,7 +91,16 @@ pub fn run(ctx: &mut Ctx, cmd: &VersionCmd) -> anyhow::Result<Report> {
             latest,
             include_prerelease,
         } => version_manage::list(ctx, *remote, *latest, *include_prerelease),
-        VersionCmd::Check => version_manage::check(ctx),
+        VersionCmd::Check {
+            record,
+            auto_upgrade,
+        } => updates::check(
+            ctx,
+            CheckOpts {
+                record: *record,
+                auto_upgrade: *auto_upgrade,
+            },
+        ),
         VersionCmd::Install {
             release: v,
             set_current,

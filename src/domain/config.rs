@@ -65,6 +65,10 @@ pub struct Config {
     pub backups_retention_keep_monthly: u32,
     /// Seconds an upgraded (or rolled back) server has to pass the health gate.
     pub upgrades_health_timeout: u64,
+    /// When abssctl-update-check.timer runs (a drop-in written by `version check --record`).
+    pub upgrades_check_on_calendar: String,
+    /// The update-check timer also upgrades every instance (rolling) when one is behind.
+    pub upgrades_auto_upgrade: bool,
 }
 
 /// Default location of the operator's configuration file.
@@ -108,6 +112,8 @@ impl Default for Config {
             backups_retention_keep_weekly: 4,
             backups_retention_keep_monthly: 6,
             upgrades_health_timeout: 60,
+            upgrades_check_on_calendar: "weekly".into(),
+            upgrades_auto_upgrade: false,
         }
     }
 }
@@ -162,6 +168,8 @@ pub const KEYS: &[KeyDef] = &[
     k("backups.retention.keep_weekly", Type::Int),
     k("backups.retention.keep_monthly", Type::Int),
     k("upgrades.health_timeout", Type::Int),
+    k("upgrades.check_on_calendar", Type::Str),
+    k("upgrades.auto_upgrade", Type::Bool),
 ];
 
 /// ABSSCTL_* variables that are not config keys and are read elsewhere (clap, logging, the

@@ -44,6 +44,8 @@ pub struct Layout {
     pub tls_lets_encrypt_live_dir: PathBuf,
     pub backups_root: PathBuf,
     pub backups_index: PathBuf,
+    /// The last update check (`version check --record`), read by `instance list`.
+    pub updates_file: PathBuf,
 }
 
 /// `root` + an absolute path (a relative one is taken as relative to root too).
@@ -79,6 +81,7 @@ impl Layout {
             runtimes_dir: install_root.join("runtimes"),
             npm_cache_dir: r(&cfg.cache_dir).join("npm"),
             legacy_npm_cache_dir: state_dir.join("npm-cache"),
+            updates_file: state_dir.join("updates.json"),
             cache_dir: r(&cfg.cache_dir),
             staging_dir: install_root.join(".staging"),
             install_root,
@@ -167,6 +170,10 @@ mod tests {
             Path::new("/tmp/x/run/abssctl/locks/global.lock")
         );
         assert_eq!(l.data_dir("budget"), Path::new("/tmp/x/srv/budget/data"));
+        assert_eq!(
+            l.updates_file,
+            Path::new("/tmp/x/var/lib/abssctl/updates.json")
+        );
         assert_eq!(l.version_dir("26.9.0"), Path::new("/tmp/x/srv/app/v26.9.0"));
         assert_eq!(
             l.unit_dropin_dir("budget"),

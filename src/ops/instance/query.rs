@@ -6,6 +6,7 @@ use super::{find, probe_health, resolve_version};
 use crate::domain::instance as inst;
 use crate::domain::layout::Layout;
 use crate::domain::state::{InstanceEntry, State, TlsSource, VersionBinding};
+use crate::domain::updates::UpdatesRecord;
 use crate::domain::validate;
 use crate::ops::Ctx;
 use crate::sys;
@@ -45,6 +46,9 @@ pub struct InstanceView {
     pub created_at: time::OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub last_changed: time::OffsetDateTime,
+    /// A newer stable release than `version`, by the last recorded update check (never
+    /// the network); null: up to date, or no check recorded.
+    pub update_available: Option<String>,
 }
 
 /// `instance list --json`.
@@ -74,7 +78,12 @@ fn installed_version(layout: &Layout, binding: &VersionBinding) -> Result<Option
 /// What systemd said about the units (`None`: it could not be asked).
 type Live = Option<Vec<UnitStatus>>;
 
-fn view(layout: &Layout, e: &InstanceEntry, live: &Live) -> Result<InstanceView> {
+fn view(
+    layout: &Layout,
+    e: &InstanceEntry,
+    live: &Live,
+    updates: Option<&UpdatesRecord>,
+) -> Result<InstanceView> {
     let unit = Layout::unit_name(&e.name);
     // A unit systemd does not list is one it does not know: all defaults ("", 0).
     let st = live.as_ref().map(|l| {
@@ -92,14 +101,16 @@ fn view(layout: &Layout, e: &InstanceEntry, live: &Live) -> Result<InstanceView>
         }
     });
     let st = st.as_ref();
+    let version = installed_version(layout, &e.version_binding)?;
     Ok(InstanceView {
+        update_available: updates.and_then(|u| u.update_for(version.as_deref())),
+        version,
         name: e.name.clone(),
         domain: e.domain.clone(),
         url: inst::url(&e.domain, e.https_port),
         port: e.port,
         https_port: e.https_port,
         version_binding: e.version_binding.clone(),
-        version: installed_version(layout, &e.version_binding)?,
         data_dir: e.data_dir.clone(),
         load_state: st.map(|s| s.load_state.clone()),
         active_state: st.map(|s| s.active_state.clone()),
@@ -137,9 +148,12 @@ fn views(
             None
         }
     };
+    // The last recorded update check: a missing or unreadable file only leaves the
+    // update fields empty (a read command does not fail over a hint).
+    let updates = crate::ops::updates::read_record(ctx);
     let list = entries
         .iter()
-        .map(|e| view(&ctx.layout, e, &live))
+        .map(|e| view(&ctx.layout, e, &live, updates.as_ref()))
         .collect::<Result<_>>()?;
     Ok((list, warnings))
 }

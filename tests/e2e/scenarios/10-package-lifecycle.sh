@@ -46,6 +46,10 @@ check "systemd-analyze verify accepts an instance of the backup timer and its se
     in_ct_sh 'systemd-analyze verify abssctl-backup@demo.timer abssctl-backup@demo.service 2>&1 | { ! grep -v -e "^$"; }'
 check "the backup timer template is not enabled or started by the package" \
     in_ct_sh '[ "$(systemctl is-enabled abssctl-backup@demo.timer 2>/dev/null)" = disabled ] && [ -z "$(systemctl list-units --no-legend "abssctl-backup@*")" ]'
+check "systemd-analyze verify accepts the update-check timer and its service" \
+    in_ct_sh 'systemd-analyze verify abssctl-update-check.timer abssctl-update-check.service 2>&1 | { ! grep -v -e "^$"; }'
+check "the update-check timer is enabled and started by the package" \
+    in_ct_sh '[ "$(systemctl is-enabled abssctl-update-check.timer)" = enabled ] && systemctl is-active --quiet abssctl-update-check.timer'
 check "abssctl config show works as root" in_ct abssctl config show
 check "abssctl config show works as an unprivileged user" in_ct runuser -u nobody -- abssctl config show
 check "abssctl config show --json is JSON for an unprivileged user" \
@@ -56,6 +60,12 @@ check "abssctl's tmpfiles and sysusers are in the right places" \
 step "reinstall (maintainer scripts are idempotent)"
 check "apt-get install --reinstall succeeds" apt_ct install --reinstall "$E2E_DEB"
 check "still exactly one actual-sync user" in_ct_sh '[ "$(getent passwd | grep -c "^actual-sync:")" = 1 ]'
+# An operator's disable holds through the package's scripts; enabled again for what follows.
+must "the update-check timer disabled by the operator" in_ct systemctl disable --now abssctl-update-check.timer
+check "apt-get install --reinstall succeeds with the timer disabled" apt_ct install --reinstall "$E2E_DEB"
+check "the reinstall kept the operator's disable of the update-check timer" \
+    in_ct_sh '[ "$(systemctl is-enabled abssctl-update-check.timer)" = disabled ] && ! systemctl is-active --quiet abssctl-update-check.timer'
+must "the update-check timer enabled again" in_ct systemctl enable --now abssctl-update-check.timer
 
 step "upgrade"
 if [[ -z ${E2E_UPGRADE_DEB:-} ]]; then
@@ -84,6 +94,8 @@ must "a backup timer enabled and started" in_ct systemctl enable --now abssctl-b
 check "apt-get remove succeeds" apt_ct remove abssctl
 check "remove stopped the backup timer (prerm)" \
     in_ct_sh '[ "$(systemctl is-active abssctl-backup@demo.timer)" != active ]'
+check "remove stopped the update-check timer (prerm)" \
+    in_ct_sh '[ "$(systemctl is-active abssctl-update-check.timer)" != active ]'
 check "the binary is gone" in_ct_sh '! command -v abssctl'
 check "the template unit is gone and systemd forgot it" \
     in_ct_sh '[ ! -e /usr/lib/systemd/system/actual-sync@.service ] && ! systemctl cat actual-sync@.service >/dev/null 2>&1'
@@ -99,6 +111,8 @@ for d in /etc/abssctl /var/lib/abssctl /var/cache/abssctl /var/log/abssctl /run/
 done
 check "purge removed the backup timers' enablement links" \
     in_ct_sh '! ls /etc/systemd/system/timers.target.wants/abssctl-backup@* 2>/dev/null'
+check "purge removed the update-check timer's enablement link" \
+    in_ct test ! -e /etc/systemd/system/timers.target.wants/abssctl-update-check.timer
 check "the planted /srv/demo/data file is still there" in_ct grep -qx budget /srv/demo/data/planted.sqlite
 check "backups under /srv/backups are still there" in_ct test -f /srv/backups/e2e.tar.zst
 check "purge says where instance data and backups remain" \
