@@ -57,6 +57,10 @@ impl Failure {
             hint: None,
         }
     }
+    /// A failure of a kind decided elsewhere (e.g. carried in a report).
+    pub fn of_kind(kind: Kind, message: impl Into<String>) -> Self {
+        Self::new(kind, message)
+    }
     /// Bad input: exit 2.
     pub fn validation(message: impl Into<String>) -> Self {
         Self::new(Kind::Validation, message)

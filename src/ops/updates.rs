@@ -230,20 +230,25 @@ fn auto_upgrade(ctx: &mut Ctx, latest: &str, behind: bool) -> Result<&'static st
     Ok("upgraded")
 }
 
-/// INTEGRATION POINT (the one call site of the upgrade operation): the rolling upgrade
-/// of all instances to `latest`, as `abssctl upgrade --all --rolling --to <latest>` does
-/// it. This branch was written before the upgrade operation (src/ops/upgrade/) reached
-/// it; merged, this body becomes that call, run unattended: the operator's
-/// `upgrades.auto_upgrade: true` is the consent, so the upgrade's own question is answered
-/// (`ctx.globals.yes`; the timer has no terminal), and a returned report marked failed
-/// (`Report::failed`: an instance rolled back) must become this function's error, or
-/// the failed run would exit 0 and the unit would not show as failed. Until then
-/// auto_upgrade fails loudly (exit 3) after the check was recorded.
+/// The rolling upgrade of all instances to `latest`, as `abssctl upgrade --all --rolling
+/// --to <latest>` does it, unattended: the operator's `upgrades.auto_upgrade: true` is the
+/// consent, so the upgrade's own question is answered (the timer has no terminal), and a
+/// report marked failed (an instance rolled back) becomes this function's error, so the
+/// unit shows as failed and the journal says why.
 fn run_auto_upgrade(ctx: &mut Ctx, latest: &str) -> Result<()> {
-    let _ = (ctx, latest);
-    Err(
-        error::Failure::environment("auto_upgrade is not available in this build")
-            .hint("set upgrades.auto_upgrade: false to only record updates, and upgrade by hand")
-            .into(),
-    )
+    ctx.globals.yes = true;
+    let report = crate::ops::upgrade::upgrade(
+        ctx,
+        &crate::ops::upgrade::UpgradeArgs {
+            instances: Vec::new(),
+            all: true,
+            to: Some(latest.to_string()),
+        },
+    )?;
+    match report.failed {
+        None => Ok(()),
+        Some(f) => Err(error::Failure::of_kind(f.kind, f.message)
+            .hint("see: abssctl instance list; each failed instance was rolled back")
+            .into()),
+    }
 }
