@@ -157,3 +157,86 @@ fn the_undo_of_a_stop_resets_the_start_limit_before_it_starts() {
     plan.run(false).unwrap_err();
     assert_eq!(sd.calls(), ["stop u", "reset-failed u", "start u"]);
 }
+
+/// A loopback HTTP server answering each path with (status, body), for `conns` requests.
+fn fake_server(answers: Vec<(&'static str, u16, &'static str)>, conns: usize) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for _ in 0..conns {
+            let Ok((mut s, _)) = l.accept() else { return };
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let req = String::from_utf8_lossy(&got).into_owned();
+            let path = req.split(' ').nth(1).unwrap_or("").to_string();
+            let (code, body) = answers
+                .iter()
+                .find(|(p, _, _)| *p == path)
+                .map(|(_, c, b)| (*c, *b))
+                .unwrap_or((404, "{}"));
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 {code} X\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    port
+}
+
+/// The gate beyond /health: the version /info reports must be the one expected (another
+/// one is final: the unit runs another tree), and the account endpoint must answer.
+#[test]
+fn the_gate_checks_the_version_and_the_accounts() {
+    let info = |v: &'static str| -> &'static str {
+        match v {
+            "26.9.0" => r#"{"build":{"name":"@actual-app/sync-server","version":"26.9.0"}}"#,
+            _ => r#"{"build":{"version":"26.8.1"}}"#,
+        }
+    };
+    let ok_accounts = r#"{"status":"ok","data":{"bootstrapped":true}}"#;
+    let want = |v: &str| Expect {
+        version: Some(v.to_string()),
+    };
+    let port = fake_server(
+        vec![
+            ("/info", 200, info("26.9.0")),
+            ("/account/needs-bootstrap", 200, ok_accounts),
+        ],
+        4,
+    );
+    assert!(serves(port, &want("26.9.0")).is_ok());
+    match serves(port, &want("27.0.0")) {
+        Err(Wrong::Fatal(why)) => assert_eq!(why, "it runs Actual 26.9.0, not 27.0.0"),
+        _ => panic!("another version must fail the gate at once"),
+    }
+    // No version expected (a plain start): /health alone, nothing more is asked.
+    assert!(serves(1, &Expect::default()).is_ok());
+    // The accounts do not answer yet: not yet healthy (the wait goes on).
+    let port = fake_server(
+        vec![
+            ("/info", 200, info("26.9.0")),
+            ("/account/needs-bootstrap", 500, "{}"),
+        ],
+        2,
+    );
+    match serves(port, &want("26.9.0")) {
+        Err(Wrong::NotYet(why)) => assert!(why.contains("HTTP 500"), "{why}"),
+        _ => panic!("an account endpoint that fails must hold the gate"),
+    }
+    // /info without a version (an odd build): not yet, never a pass.
+    let port = fake_server(vec![("/info", 200, "{}")], 1);
+    assert!(matches!(
+        serves(port, &want("26.9.0")),
+        Err(Wrong::NotYet(_))
+    ));
+}
