@@ -87,7 +87,10 @@ class FakePath:
         self.respond(match, rc, {"error": {"kind": kind, "exit_code": rc, "message": message,
                                            "hint": hint}}, err)
 
+    has_missing = False
+
     def missing(self, *command):
+        self.has_missing = True
         m = self._load("missing.json", [])
         m.append(list(command))
         self._save("missing.json", m)
