@@ -1,9 +1,10 @@
-#!/usr/bin/python3
 """Start/stop, logs, domain, back up, restore, delete"""
 
-# A confconsole menu entry of the Actual Budget plugin. confconsole imports every plugin
-# at start-up with no error handling, so this top level only defines functions: the
-# plugin's code (abssctl_menus.py beside this file) is loaded inside run().
+# A confconsole menu entry of the Actual Budget plugin: executable because confconsole
+# lists only executable *.py files, but imported by confconsole, never run as a script
+# (so no #! line). confconsole imports every plugin at start-up with no error handling,
+# so this top level only defines names: the plugin's code (abssctl_menus.py beside this
+# file) is loaded inside run().
 
 MENU = "manage"
 
@@ -37,7 +38,3 @@ def run():
             print(text)
         return None
     return menus.entry(MENU, globals())
-
-
-if __name__ == "__main__":
-    run()
