@@ -151,14 +151,22 @@ class Flow:
         code, tag = self.c.menu(title, text, items)
         return tag if code == OK else None
 
+    def info(self, text):
+        """A box that stays while abssctl works (dialog's infobox, sized for the text:
+        confconsole's own infobox() takes dialog's small default size)."""
+        if hasattr(self.c, "_wrapper"):
+            self.c._wrapper("infobox", text, 9, 65)
+        else:
+            self.c.infobox(text)
+
+    def _progress(self, busy):
+        """Show `busy` now; the returned callback adds the seconds elapsed."""
+        self.info(busy)
+        return lambda s: self.info("{}\n\n{}\nElapsed: {} s".format(busy, BUSY_NOTE, s))
+
     def call(self, args, stdin=None, busy=None, what=None):
         """Run abssctl; on failure show why and return (False, data)."""
-        progress = None
-        if busy:
-            self.c.infobox(busy)
-
-            def progress(s):
-                self.c.infobox("{}\n\n{}\nElapsed: {} s".format(busy, BUSY_NOTE, s))
+        progress = self._progress(busy) if busy else None
         ok, data, err = self.a.run(args, stdin=stdin, progress=progress)
         if not ok:
             self.fail(err, what)
@@ -177,7 +185,7 @@ class Flow:
 
     # -- Status ---------------------------------------------------------------------
     def status(self):
-        self.c.infobox("Reading the instances...")
+        self.info("Reading the instances...")
         self.msg(status_text(self.a), TITLE + ": status")
 
     # -- New instance ---------------------------------------------------------------
@@ -432,10 +440,6 @@ class Flow:
                 self.msg(report, TITLE + ": upgrade result")
             return
         self.msg("Upgraded to Actual {}.\n\n{}".format(data.get("target", "?"), report))
-
-    def _progress(self, busy):
-        self.c.infobox(busy)
-        return lambda s: self.c.infobox("{}\n\n{}\nElapsed: {} s".format(busy, BUSY_NOTE, s))
 
     def v_upgrade_one(self):
         name = self.pick_instance(TITLE + ": upgrade")

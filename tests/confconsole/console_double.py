@@ -2,7 +2,7 @@
 
 It has the methods and return values confconsole gives plugins: codes "ok"/"cancel";
 menu() -> (code, tag); inputbox() -> (code, text); yesno() -> code; msgbox/infobox ->
-"ok"; _wrapper("passwordbox", ...) -> (code, text). Boxes that only show something
+"ok"; _wrapper("passwordbox", ...) -> (code, text), _wrapper("infobox", ...) -> "ok". Boxes that only show something
 (msgbox, infobox) are recorded, never scripted. Every question takes the next answer:
 
     Menu("Start")          choose the entry tagged "Start" (it must be offered)
@@ -122,6 +122,8 @@ class ScriptedConsole:
         raise ScriptError("the plugin does not use forms")
 
     def _wrapper(self, dialog, text, *args, **kws):
+        if dialog == "infobox":
+            return self.infobox(text)
         if dialog != "passwordbox":
             raise ScriptError("unexpected dialog through _wrapper: {}".format(dialog))
         self.calls.append(("passwordbox", kws.get("title"), text, None))
