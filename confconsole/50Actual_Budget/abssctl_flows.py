@@ -23,6 +23,17 @@ def _time(ts):
     return ts[:10] + " " + ts[11:16] + " UTC"
 
 
+def _size(n):
+    """Bytes as the nearest KB/MB/GB (anything not a number unchanged)."""
+    if not isinstance(n, (int, float)):
+        return str(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return "{:.0f} {}".format(n, unit) if unit == "bytes" else "{:.1f} {}".format(n, unit)
+        n /= 1000.0
+    return str(n)
+
+
 def _last_backups(backups):
     """The newest backup per instance (the index lists them oldest first)."""
     last = {}
@@ -321,8 +332,8 @@ class Flow:
                           busy="Backing up '{}'...".format(name), what="The backup")
         if ok:
             b = (r.get("backups") or [r])[0]
-            self.msg("Backup {} of '{}' done ({} bytes).".format(
-                b.get("id", "?"), name, b.get("size", "?")))
+            self.msg("Backup {} of '{}' done ({}).".format(
+                b.get("id", "?"), name, _size(b.get("size", "?"))))
 
     def do_restore(self, name):
         ok, data = self.call(["backup", "list", name], what="Listing the backups")

@@ -162,7 +162,7 @@ class Manage(FlowCase):
     def test_backup_now(self):
         con = self.manage(Menu("Backup"), Cancel)
         self.assertEqual(self.mutations()[0]["argv"][2:], ["backup", "create", "budget"])
-        self.assertIn("budget-20261128T100000Z", con.boxes()[-1])
+        self.assertIn("Backup budget-20261128T100000Z of 'budget' done (4.1 KB)", con.boxes()[-1])
 
     def test_restore_in_place_backs_up_first(self):
         con = self.manage(Menu("Restore"), Menu("budget-20261126T080000Z"), Menu("In place"),
