@@ -94,7 +94,8 @@ def status_text(cli):
         state = "{}/{}".format(i.get("active_state"), i.get("sub_state")) \
             if i.get("active_state") else "state unknown"
         version = i.get("version") or "{} (missing)".format(i.get("version_binding"))
-        lines.append("  {}, health {}, Actual {}".format(state, i.get("health") or "unknown", version))
+        lines.append("  {}, health {}, Actual {}".format(
+            state, i.get("health") or "unknown", version))
         b = last.get(name)
         if b:
             lines.append("  last backup: {} ({}, {})".format(

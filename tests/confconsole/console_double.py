@@ -2,7 +2,8 @@
 
 It has the methods and return values confconsole gives plugins: codes "ok"/"cancel";
 menu() -> (code, tag); inputbox() -> (code, text); yesno() -> code; msgbox/infobox ->
-"ok"; _wrapper("passwordbox", ...) -> (code, text), _wrapper("infobox", ...) -> "ok". Boxes that only show something
+"ok"; _wrapper("passwordbox", ...) -> (code, text), _wrapper("infobox", ...) -> "ok".
+Boxes that only show something
 (msgbox, infobox) are recorded, never scripted. Every question takes the next answer:
 
     Menu("Start")          choose the entry tagged "Start" (it must be offered)
