@@ -3,8 +3,7 @@
 It has the methods and return values confconsole gives plugins: codes "ok"/"cancel";
 menu() -> (code, tag); inputbox() -> (code, text); yesno() -> code; msgbox/infobox ->
 "ok"; _wrapper("passwordbox", ...) -> (code, text), _wrapper("infobox", ...) -> "ok".
-Boxes that only show something
-(msgbox, infobox) are recorded, never scripted. Every question takes the next answer:
+Boxes that only show something (msgbox, infobox) are recorded, never scripted. Every question takes the next answer:
 
     Menu("Start")          choose the entry tagged "Start" (it must be offered)
     Menu(callable)         choose callable(choices) (for runs against the real abssctl)
