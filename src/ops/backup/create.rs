@@ -431,11 +431,15 @@ fn create_one(
             )),
         });
     }
-    ctx.op.planned.push(crate::domain::txn::PlannedAction {
-        action: "backup_create".into(),
-        description: format!("archive {} of '{name}'", written.path.display()),
-        irreversible: false,
-    });
+    // Inside a caller's transaction (held locks) the backup is one of its planned steps
+    // already; the operations log must show that plan as it was planned.
+    if held.is_none() {
+        ctx.op.planned.push(crate::domain::txn::PlannedAction {
+            action: "backup_create".into(),
+            description: format!("archive {} of '{name}'", written.path.display()),
+            irreversible: false,
+        });
+    }
     Ok(Created {
         id,
         instance: name.to_string(),

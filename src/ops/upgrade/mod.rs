@@ -221,13 +221,10 @@ fn ensure_target(ctx: &mut Ctx, target: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// " (rolled back): <error>", and where the data from before is when the rollback stopped.
+/// ": <error>" (which says "rolled back" or "rollback incomplete (...)" itself), and where
+/// the data from before is when the rollback stopped.
 fn why(o: &Outcome) -> String {
-    let mut s = format!(
-        " ({}): {}",
-        o.rollback.as_deref().unwrap_or("rolled back"),
-        o.error.as_deref().unwrap_or("unknown error")
-    );
+    let mut s = format!(": {}", o.error.as_deref().unwrap_or("unknown error"));
     if let Some(k) = &o.kept_copy {
         s.push_str(&format!(
             "; the data from before the upgrade is kept in {}",

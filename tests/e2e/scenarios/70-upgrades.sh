@@ -86,8 +86,23 @@ login_ok() { # <port>
 }
 pid() { in_ct systemctl show -p MainPID --value "actual-sync@$1.service"; }
 binding() { in_ct abssctl --json instance show "$1" | jq -r .version_binding; }
+serves_version() { # <domain> <version>: /info through the vhost reports it
+    local got
+    got=$(info "$1") && [[ $got == "$2" ]] || { echo "/info of $1 says '${got:-nothing}'"; return 1; }
+}
+bound_to() { # <instance> <binding>
+    local got
+    got=$(binding "$1") && [[ $got == "$2" ]] || { echo "$1 is bound to '$got'"; return 1; }
+}
+untouched() { # <instance> <pid> <binding>: same main PID, same binding
+    [[ $(pid "$1") == "$2" ]] || { echo "main PID $(pid "$1"), was $2"; return 1; }
+    bound_to "$1" "$3"
+}
+last_upgrade_record() { # the operations log's newest record of `upgrade`
+    in_ct_sh "grep '\"command\":\"upgrade\"' /var/log/abssctl/operations.jsonl | tail -n 1"
+}
 no_copy_left() { in_ct_sh "! ls -d /srv/$1/.abssctl-upgrade-* 2>/dev/null"; }
-check "legacy: $ANCIENT serves and its password logs in" sh -c "test \"\$(info $D3)\" = $ANCIENT"
+check "legacy: $ANCIENT serves and its password logs in" serves_version $D3 $ANCIENT
 check "... login works" login_ok 5003
 
 # poll_start <domain> / poll_stop: a client GETting /health through the vhost every 50 ms,
@@ -117,16 +132,16 @@ check "exit 4 (got $rc), the error names fam1 and the rollback" sh -c \
 check "the result: fam1 rolled-back (why: it exited), fam2 not-attempted" jq -e \
     '.ok == false and .instances[0].status == "rolled-back" and (.instances[0].error | test("exited|not healthy"))
      and .instances[0].rollback == "rolled back" and .instances[1].status == "not-attempted"' "$R"
-check "fam1 serves $OLD again (/info)" sh -c "test \"\$(info $D1)\" = $OLD"
-check "fam1's binding is $OLD again" sh -c "test \"\$(binding fam1)\" = $OLD"
+check "fam1 serves $OLD again (/info)" serves_version $D1 $OLD
+check "fam1's binding is $OLD again" bound_to fam1 $OLD
 check "a fresh $OLD client reads fam1's 5 transactions" reads "$OLD" "$D1" "$S1" "$A1" e2e70a
-check "fam2 was never touched: same main PID, same binding, still $OLD" sh -c \
-    "test \"\$(pid fam2)\" = '$P2' && test \"\$(binding fam2)\" = $OLD && test \"\$(info $D2)\" = $OLD"
+check "fam2 was never touched: same main PID, same binding" untouched fam2 "$P2" "$OLD"
+check "... still serving $OLD" serves_version "$D2" "$OLD"
 check "fam1's pre-upgrade snapshot is in the index" in_ct_sh \
     "abssctl --json backup list fam1 | jq -e '[.backups[] | select(.reason == \"pre-upgrade\")] | length == 1'"
 check "no copy of fam1's data is left behind" no_copy_left fam1
-check "the operations log: rc 4, rolled back" in_ct_sh \
-    "tail -n 1 /var/log/abssctl/operations.jsonl | jq -e '.rc == 4 and .result.rolled_back == true'"
+check "the operations log: rc 4, rolled back, nothing kept" sh -c \
+    "$(declare -f in_ct in_ct_sh last_upgrade_record); last_upgrade_record | jq -e '.rc == 4 and .result.rolled_back == true and .result.effects_kept == []'"
 check "the unit is not left failed or crash-looping" in_ct_sh \
     'test "$(systemctl is-active actual-sync@fam1.service)" = active && ! systemctl --failed | grep -q actual-sync@fam1'
 check "the vhost answered 503 with Retry-After, never 502, during it" sh -c \
@@ -138,7 +153,7 @@ R=$CT_SHARE/liar.json
 log "result: $(jq -c '[.instances[] | {instance, status, downtime_ms, rollback_ms, error}]' "$R" 2>/dev/null)"
 check "exit 4 (got $rc); the gate saw /info report $VERSION, not $LIAR" sh -c \
     "test $rc = 4 && jq -e '.instances[0].status == \"rolled-back\" and (.instances[0].error | test(\"runs Actual $VERSION, not $LIAR\"))' '$R'"
-check "legacy serves $ANCIENT again" sh -c "test \"\$(info $D3)\" = $ANCIENT"
+check "legacy serves $ANCIENT again" serves_version $D3 $ANCIENT
 check "its data is the pre-upgrade data: no migration of 26.x in .migrate" in_ct_sh \
     "! grep -q 1763873600000 /srv/legacy/data/.migrate"
 check "its password logs in" login_ok 5003
@@ -155,7 +170,7 @@ check "the result: fam1, fam2, legacy upgraded from $OLD $OLD $ANCIENT" jq -e --
     '.ok and ([.instances[] | .instance] == ["fam1","fam2","legacy"]) and all(.instances[]; .status == "upgraded")
      and ([.instances[] | .from] == [$o, $o, $a]) and all(.instances[]; .snapshot != null)' "$R"
 for d in $D1 $D2 $D3; do
-    check "https://$d/info says $VERSION" sh -c "test \"\$(info $d)\" = $VERSION"
+    check "https://$d/info says $VERSION" serves_version $d $VERSION
 done
 check "a fresh $VERSION client reads fam1's 5 transactions" reads "$VERSION" "$D1" "$S1" "$A1" e2e70a
 check "a fresh $VERSION client reads fam2's 5 transactions" reads "$VERSION" "$D2" "$S2" "$A2" e2e70b
@@ -170,10 +185,10 @@ step "downgrade refused; rollback on demand"
 in_ct abssctl -y instance set-version legacy "$ANCIENT" >/dev/null 2>"$CT_SHARE/down.err" && rc=0 || rc=$?
 check "set-version legacy $ANCIENT: exit 2 (got $rc), names the migration and the way back" sh -c \
     "test $rc = 2 && grep -q 'migrated beyond Actual $ANCIENT' '$CT_SHARE/down.err' && grep -q 'abssctl instance rollback legacy' '$CT_SHARE/down.err'"
-check "... and legacy still serves $VERSION" sh -c "test \"\$(info $D3)\" = $VERSION"
+check "... and legacy still serves $VERSION" serves_version $D3 $VERSION
 must "instance rollback fam1 (the newest pre-upgrade snapshot)" in_ct abssctl -y instance rollback fam1 --no-backup
-check "fam1 serves $OLD again" sh -c "test \"\$(info $D1)\" = $OLD"
-check "fam1 is bound to $OLD" sh -c "test \"\$(binding fam1)\" = $OLD"
+check "fam1 serves $OLD again" serves_version $D1 $OLD
+check "fam1 is bound to $OLD" bound_to fam1 $OLD
 check "a fresh $OLD client reads fam1's 5 transactions" reads "$OLD" "$D1" "$S1" "$A1" e2e70a
 
 scenario_end
