@@ -22,6 +22,8 @@ TITLE = "TurnKey GNU/Linux - First boot configuration"
 FALLBACK_DOMAIN = "budget.local"
 # abssctl's exit code for bad input (a domain it refuses): asked again, interactively.
 EXIT_VALIDATION = 2
+# abssctl's exit code for a machine lacking something (here: abssctl itself).
+EXIT_ENVIRONMENT = 3
 
 
 def default_domain(fqdn=socket.getfqdn):
@@ -40,13 +42,18 @@ def firstboot(domain, password, env):
     """Run abssctl firstboot; its stdout passes through. Returns (rc, stderr)."""
     # Not handed on: abssctl never needs the other hooks' preseeded secrets.
     child_env = {k: v for k, v in env.items() if k not in ("APP_PASS", "ROOT_PASS")}
-    p = subprocess.run(
-        ["abssctl", "--yes", "firstboot", "--domain", domain, "--password-stdin"],
-        input=password + "\n",
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env,
-    )
+    try:
+        p = subprocess.run(
+            ["abssctl", "--yes", "firstboot", "--domain", domain, "--password-stdin"],
+            input=password + "\n",
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env,
+        )
+    except FileNotFoundError:
+        msg = "error: abssctl is not installed (or not on PATH)\n"
+        sys.stderr.write(msg)
+        return EXIT_ENVIRONMENT, msg
     sys.stderr.write(p.stderr)
     return p.returncode, p.stderr
 

@@ -177,6 +177,13 @@ class ActualBudgetHook(unittest.TestCase):
         self.assertIn(("error", "error: invalid domain"), self.dw.calls)
         self.assertEqual(self.cache.store["APP_DOMAIN"], "good.example.org")
 
+    def test_no_abssctl_is_exit_3_not_a_traceback(self):
+        os.environ["PATH"] = self.tmp.name  # no abssctl there
+        rc = self.hook.main(dict(self.env, PATH=self.tmp.name, APP_DOMAIN="a.example.org",
+                                 APP_PASS="Pa55-word!"), fqdn=lambda: "x")
+        self.assertEqual(rc, 3)
+        self.assertEqual(self.cache.store, {})
+
     def test_module_imports_without_libinithooks(self):
         # What makes it testable: libinithooks is imported inside main only.
         with open(HELPER) as f:
