@@ -9,6 +9,7 @@ use std::path::PathBuf;
 pub mod backup;
 pub mod backup_schedule;
 pub mod config;
+pub mod firstboot;
 pub mod generate;
 pub mod instance;
 pub mod output;
@@ -78,6 +79,9 @@ pub enum Command {
     Backup(backup::BackupCmd),
     /// Move instances to another Actual version safely (snapshot, health gate, rollback).
     Upgrade(upgrade::UpgradeCli),
+    /// Set up the first instance of a fresh box in one idempotent command (TurnKey's
+    /// first-boot hook runs it): an Actual version if none, then the instance.
+    Firstboot(firstboot::FirstbootCli),
     #[command(flatten)]
     InstanceShortcut(instance::Shortcut),
 }
@@ -92,6 +96,7 @@ impl Command {
             Command::Instance(c) => format!("instance {}", c.name()),
             Command::Backup(c) => format!("backup {}", c.name()),
             Command::Upgrade(_) => "upgrade".to_string(),
+            Command::Firstboot(_) => "firstboot".to_string(),
             Command::InstanceShortcut(c) => format!("instance {}", c.name()),
         }
     }
@@ -178,6 +183,7 @@ pub fn dispatch(ctx: &mut crate::ops::Ctx, command: &Command) -> anyhow::Result<
         Command::Instance(c) => instance::run(ctx, c),
         Command::Backup(c) => backup::run(ctx, c),
         Command::Upgrade(u) => upgrade::run(ctx, u),
+        Command::Firstboot(c) => firstboot::run(ctx, c),
         Command::InstanceShortcut(c) => instance::run_shortcut(ctx, c),
     }
 }
