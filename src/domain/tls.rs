@@ -253,9 +253,10 @@ pub fn public_key_of(pem: &[u8], what: &str) -> Result<(KeyType, Vec<u8>), Failu
             "decrypt it first: openssl pkey -in KEY -out KEY.plain (keep the result mode 0600)",
         ));
     }
-    let key = PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
+    // The parser's error is not quoted: it could carry bytes of the key.
+    let key = PrivateKeyDer::from_pem_slice(pem).map_err(|_| {
         bad(
-            format!("{what}: no private key in it ({e})"),
+            format!("{what}: no private key in it"),
             "give a PEM file with a -----BEGIN PRIVATE KEY----- (or RSA/EC PRIVATE KEY) section",
         )
     })?;
