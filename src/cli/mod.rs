@@ -14,6 +14,7 @@ pub mod instance;
 pub mod output;
 pub mod ports;
 pub mod progress;
+pub mod tls;
 pub mod upgrade;
 pub mod version;
 
@@ -78,6 +79,9 @@ pub enum Command {
     Backup(backup::BackupCmd),
     /// Move instances to another Actual version safely (snapshot, health gate, rollback).
     Upgrade(upgrade::UpgradeCli),
+    /// Check, install and show the certificates instances serve.
+    #[command(subcommand)]
+    Tls(tls::TlsCmd),
     #[command(flatten)]
     InstanceShortcut(instance::Shortcut),
 }
@@ -92,6 +96,7 @@ impl Command {
             Command::Instance(c) => format!("instance {}", c.name()),
             Command::Backup(c) => format!("backup {}", c.name()),
             Command::Upgrade(_) => "upgrade".to_string(),
+            Command::Tls(c) => format!("tls {}", c.name()),
             Command::InstanceShortcut(c) => format!("instance {}", c.name()),
         }
     }
@@ -178,6 +183,7 @@ pub fn dispatch(ctx: &mut crate::ops::Ctx, command: &Command) -> anyhow::Result<
         Command::Instance(c) => instance::run(ctx, c),
         Command::Backup(c) => backup::run(ctx, c),
         Command::Upgrade(u) => upgrade::run(ctx, u),
+        Command::Tls(c) => tls::run(ctx, c),
         Command::InstanceShortcut(c) => instance::run_shortcut(ctx, c),
     }
 }

@@ -18,6 +18,7 @@ pub mod config_show;
 pub mod instance;
 pub mod ports;
 pub mod report;
+pub mod tls;
 pub mod ui;
 pub mod upgrade;
 pub mod version;
