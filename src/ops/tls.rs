@@ -193,6 +193,24 @@ impl std::fmt::Debug for InstallArgs {
 /// is good), ask, then one transaction: the files (previous ones kept with a timestamp),
 /// the registry, the vhost (nginx -t before the reload); a failure puts all of it back.
 pub fn install(ctx: &mut Ctx, args: &InstallArgs) -> Result<ChangeResult> {
+    let sd = LazySystemd::new();
+    let nginx = LazyNginx::default();
+    install_with(
+        ctx,
+        args,
+        Providers {
+            systemd: &sd,
+            nginx: &nginx,
+        },
+    )
+}
+
+/// [`install`] with the machine's nginx and systemd given (tests pass their own).
+pub fn install_with(
+    ctx: &mut Ctx,
+    args: &InstallArgs,
+    prov: Providers<'_>,
+) -> Result<ChangeResult> {
     let name = instance::check(ctx, &args.instance)?;
     let state = State::load(&ctx.layout)?;
     let e = instance::find(&state, name.as_str())?.clone();
@@ -286,7 +304,15 @@ pub fn install(ctx: &mut Ctx, args: &InstallArgs) -> Result<ChangeResult> {
         stamp: stamp(now),
         backups: &backups,
     };
-    let summary = finish(ctx, &before, &locks, old, new, Some(&chosen), Some(files))?;
+    let summary = finish(
+        ctx,
+        &before,
+        &locks,
+        (old, new),
+        Some(&chosen),
+        Some(files),
+        prov,
+    )?;
     Ok(ChangeResult {
         certificate: Some(verdict.certificate),
         days_left: Some(verdict.days_left),
@@ -339,6 +365,20 @@ fn step_files<'a>(plan: &mut Plan<'a>, f: Files<'a>) {
 /// certificate, which on TurnKey follows its Let's Encrypt renewals). The files stay where
 /// `tls install` put them.
 pub fn use_system(ctx: &mut Ctx, name: &str) -> Result<ChangeResult> {
+    let sd = LazySystemd::new();
+    let nginx = LazyNginx::default();
+    use_system_with(
+        ctx,
+        name,
+        Providers {
+            systemd: &sd,
+            nginx: &nginx,
+        },
+    )
+}
+
+/// [`use_system`] with the machine's nginx and systemd given.
+pub fn use_system_with(ctx: &mut Ctx, name: &str, prov: Providers<'_>) -> Result<ChangeResult> {
     let (name, locks): (_, Locks) = instance::begin(ctx, name)?;
     let before = State::load(&ctx.layout)?;
     let old = instance::find(&before, name.as_str())?.clone();
@@ -368,7 +408,7 @@ pub fn use_system(ctx: &mut Ctx, name: &str) -> Result<ChangeResult> {
         TlsKind::LetsEncrypt => StateTls::Letsencrypt,
         _ => StateTls::System,
     });
-    finish(ctx, &before, &locks, old, new, None, None)
+    finish(ctx, &before, &locks, (old, new), None, None, prov)
 }
 
 /// The steps shared by install and use-system (files, registry, vhost), then the run.
@@ -376,18 +416,12 @@ fn finish(
     ctx: &mut Ctx,
     before: &State,
     locks: &Locks,
-    old: InstanceEntry,
-    mut new: InstanceEntry,
+    (old, mut new): (InstanceEntry, InstanceEntry),
     chosen: Option<&ChosenTls>,
     files: Option<Files<'_>>,
+    prov: Providers<'_>,
 ) -> Result<ChangeResult> {
     let layout = ctx.layout.clone();
-    let sd = LazySystemd::new();
-    let nginx = LazyNginx::default();
-    let prov = Providers {
-        systemd: &sd,
-        nginx: &nginx,
-    };
     let registry_changes = new != old;
     let mut after = before.clone();
     if registry_changes {
