@@ -27,7 +27,7 @@ ct_seed_version 26.9.0
 must "abssctl version switch 26.9.0" in_ct abssctl -y version switch 26.9.0 --no-backup
 
 step "instance create without the system certificate: a fallback serves"
-in_ct abssctl --json instance create budget --domain "$DOMAIN" >"$CT_SHARE/create45.json"
+in_ct abssctl --json instance create budget --domain "$DOMAIN" >"$CT_SHARE/create45.json" || true
 must "create budget succeeded" jq -e '.name == "budget"' "$CT_SHARE/create45.json"
 fallback=$(jq -r '.vhost.tls_fallback' "$CT_SHARE/create45.json")
 log "TLS fallback: $fallback"
