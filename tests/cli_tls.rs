@@ -531,6 +531,12 @@ fn install_then_use_system_through_the_real_nginx() {
     );
     m.nginx.test().unwrap();
 
+    // The same files again: nothing changes.
+    let mut c = ctx(&m.root);
+    c.globals.yes = true;
+    let again = install_with(&mut c, &args(&c1, &k1, Some(&ca)), prov()).unwrap();
+    assert!(!again.changed && again.backups.is_empty(), "{again:?}");
+
     // A second certificate: the first one's files are kept with a timestamp.
     std::thread::sleep(Duration::from_millis(1100));
     let (c2, k2) = pair(fixtures.path(), "two", "ed25519", "budget.example.org");

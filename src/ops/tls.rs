@@ -298,11 +298,14 @@ pub fn install_with(
         generate: false,
     };
     let backups = std::cell::RefCell::new(Vec::new());
+    let placed_any = std::cell::Cell::new(false);
+    let registry_changes = new != old;
     let files = Files {
         files,
         dir,
         stamp: stamp(now),
         backups: &backups,
+        placed_any: &placed_any,
     };
     let summary = finish(
         ctx,
@@ -317,6 +320,9 @@ pub fn install_with(
         certificate: Some(verdict.certificate),
         days_left: Some(verdict.days_left),
         backups: backups.into_inner(),
+        // The same files again for an instance already set to them: nothing changed (the
+        // vhost step was a no-op too, as it renders from the same paths).
+        changed: summary.changed && (registry_changes || placed_any.get()),
         ..summary
     })
 }
@@ -328,6 +334,7 @@ struct Files<'c> {
     dir: PathBuf,
     stamp: String,
     backups: &'c std::cell::RefCell<Vec<PathBuf>>,
+    placed_any: &'c std::cell::Cell<bool>,
 }
 
 /// Step: put the instance's files in place; the undo puts the previous ones back.
@@ -337,6 +344,7 @@ fn step_files<'a>(plan: &mut Plan<'a>, f: Files<'a>) {
         dir,
         stamp,
         backups,
+        placed_any,
     } = f;
     plan.step(
         "tls_files",
@@ -355,6 +363,7 @@ fn step_files<'a>(plan: &mut Plan<'a>, f: Files<'a>) {
             if placed.is_empty() {
                 return txn::no_undo();
             }
+            placed_any.set(true);
             txn::undo(move || sys::tls::unplace(&placed))
         },
     );
