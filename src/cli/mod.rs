@@ -15,6 +15,7 @@ pub mod instance;
 pub mod output;
 pub mod ports;
 pub mod progress;
+pub mod tls;
 pub mod upgrade;
 pub mod version;
 
@@ -82,6 +83,9 @@ pub enum Command {
     /// Set up the first instance of a fresh box in one idempotent command (TurnKey's
     /// first-boot hook runs it): an Actual version if none, then the instance.
     Firstboot(firstboot::FirstbootCli),
+    /// Check, install and show the certificates instances serve.
+    #[command(subcommand)]
+    Tls(tls::TlsCmd),
     #[command(flatten)]
     InstanceShortcut(instance::Shortcut),
 }
@@ -97,6 +101,7 @@ impl Command {
             Command::Backup(c) => format!("backup {}", c.name()),
             Command::Upgrade(_) => "upgrade".to_string(),
             Command::Firstboot(_) => "firstboot".to_string(),
+            Command::Tls(c) => format!("tls {}", c.name()),
             Command::InstanceShortcut(c) => format!("instance {}", c.name()),
         }
     }
@@ -184,6 +189,7 @@ pub fn dispatch(ctx: &mut crate::ops::Ctx, command: &Command) -> anyhow::Result<
         Command::Backup(c) => backup::run(ctx, c),
         Command::Upgrade(u) => upgrade::run(ctx, u),
         Command::Firstboot(c) => firstboot::run(ctx, c),
+        Command::Tls(c) => tls::run(ctx, c),
         Command::InstanceShortcut(c) => instance::run_shortcut(ctx, c),
     }
 }

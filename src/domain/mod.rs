@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod backup;
 pub mod config;
+pub mod default_server;
 pub mod instance;
 pub mod layout;
 pub mod migrations;
@@ -10,6 +11,7 @@ pub mod render;
 pub mod retention;
 pub mod schedule;
 pub mod state;
+pub mod tls;
 pub mod txn;
 pub mod updates;
 pub mod validate;

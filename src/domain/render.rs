@@ -21,6 +21,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         crate::domain::vhost::TEMPLATE_NAME,
         crate::domain::vhost::EMBEDDED_TEMPLATE,
     ),
+    (
+        crate::domain::default_server::TEMPLATE_NAME,
+        crate::domain::default_server::EMBEDDED_TEMPLATE,
+    ),
 ];
 
 /// The built-in text of a template.

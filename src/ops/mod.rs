@@ -19,6 +19,7 @@ pub mod firstboot;
 pub mod instance;
 pub mod ports;
 pub mod report;
+pub mod tls;
 pub mod ui;
 pub mod updates;
 pub mod upgrade;
