@@ -98,24 +98,28 @@ untouched() { # <instance> <pid> <binding>: same main PID, same binding
     [[ $(pid "$1") == "$2" ]] || { echo "main PID $(pid "$1"), was $2"; return 1; }
     bound_to "$1" "$3"
 }
-last_upgrade_record() { # the operations log's newest record of `upgrade`
-    in_ct_sh "grep '\"command\":\"upgrade\"' /var/log/abssctl/operations.jsonl | tail -n 1"
+record_rolled_back() { # the operations log's newest record of `upgrade`: rc 4, rolled back
+    in_ct_sh "grep '\"command\":\"upgrade\"' /var/log/abssctl/operations.jsonl | tail -n 1" |
+        jq -e '.rc == 4 and .result.rolled_back == true and .result.effects_kept == []'
 }
 no_copy_left() { in_ct_sh "! ls -d /srv/$1/.abssctl-upgrade-* 2>/dev/null"; }
 check "legacy: $ANCIENT serves and its password logs in" serves_version $D3 $ANCIENT
 check "... login works" login_ok 5003
 
-# poll_start <domain> / poll_stop: a client GETting /health through the vhost every 50 ms,
-# its answers (epoch ms, status, Retry-After) logged; poll_stop prints the tally.
+# poll_start <domain> / poll_stop <domain>: a client GETting /health through the vhost
+# every 50 ms, its answers (epoch ms, status, Retry-After) logged; poll_stop ends it (the
+# loop inside stops itself at a marker file, or after 5 minutes: a killed host process
+# would leave its nsenter behind) and prints the tally.
 poll_start() {
-    in_ct sh -c "while :; do
+    rm -f "$CT_SHARE/poll.stop"
+    in_ct sh -c "end=\$((\$(date +%s) + 300)); while [ ! -e /share/poll.stop ] && [ \$(date +%s) -lt \$end ]; do
         printf '%s %s\n' \$(date +%s%3N) \"\$(curl -s -o /dev/null -D - --cacert /root/e2e-ca.crt \
             -w '%{http_code}' https://$1/health | tr -d '\r' | awk 'tolower(\$1)==\"retry-after:\"{r=\$2} /^[0-9]+\$/{c=\$0} END{print c\" \"(r==\"\"?\"-\":r)}')\"
         sleep 0.05; done" >"$CT_SHARE/poll-$1.log" 2>/dev/null &
     POLL=$!
 }
 poll_stop() {
-    kill "$POLL" 2>/dev/null || true
+    touch "$CT_SHARE/poll.stop"
     wait "$POLL" 2>/dev/null || true
     awk '{n[$2]++} END {for (c in n) printf "%s:%d ", c, n[c]; print ""}' "$CT_SHARE/poll-$1.log"
 }
@@ -140,8 +144,7 @@ check "... still serving $OLD" serves_version "$D2" "$OLD"
 check "fam1's pre-upgrade snapshot is in the index" in_ct_sh \
     "abssctl --json backup list fam1 | jq -e '[.backups[] | select(.reason == \"pre-upgrade\")] | length == 1'"
 check "no copy of fam1's data is left behind" no_copy_left fam1
-check "the operations log: rc 4, rolled back, nothing kept" sh -c \
-    "$(declare -f in_ct in_ct_sh last_upgrade_record); last_upgrade_record | jq -e '.rc == 4 and .result.rolled_back == true and .result.effects_kept == []'"
+check "the operations log: rc 4, rolled back, nothing kept" record_rolled_back
 check "the unit is not left failed or crash-looping" in_ct_sh \
     'test "$(systemctl is-active actual-sync@fam1.service)" = active && ! systemctl --failed | grep -q actual-sync@fam1'
 check "the vhost answered 503 with Retry-After, never 502, during it" sh -c \
