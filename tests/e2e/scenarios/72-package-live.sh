@@ -38,7 +38,8 @@ if [[ -z ${E2E_UPGRADE_DEB:-} ]]; then
     check "an upgrade .deb was built (tests/e2e/build-deb --upgrade-too)" false
 else
     check "apt-get install of the higher version succeeds" apt_ct install "$E2E_UPGRADE_DEB"
-    check "live: same main PID ($P) and healthy" sh -c "test \"\$(in_ct systemctl show -p MainPID --value actual-sync@live.service)\" = '$P'"
+    P2=$(pid live)
+    check "live: same main PID ($P, now $P2)" test "$P2" = "$P"
     check "... healthy" healthy 5001
 fi
 
