@@ -245,3 +245,21 @@ fn a_port_in_use_by_a_process_is_refused_naming_the_holder() {
     );
     drop(listener);
 }
+
+/// NO_COLOR as people set it (no-color.org: any non-empty value) is accepted, not refused
+/// as a bad boolean (seen: NO_COLOR=1 made every command exit 2).
+#[test]
+fn no_color_accepts_any_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    for v in ["1", "yes", "true", "", "false"] {
+        abssctl(tmp.path())
+            .env("NO_COLOR", v)
+            .args(["--json", "config", "show"])
+            .assert()
+            .success();
+    }
+    abssctl(tmp.path())
+        .args(["--no-color", "config", "show"])
+        .assert()
+        .success();
+}

@@ -56,8 +56,9 @@ pub struct GlobalArgs {
     /// Seconds to wait for another abssctl holding a lock (default 30).
     #[arg(long, global = true, value_name = "SECS")]
     pub lock_timeout: Option<f64>,
-    /// No colour in output (also when NO_COLOR is set).
-    #[arg(long, global = true, env = "NO_COLOR")]
+    /// No colour in output (also when NO_COLOR is set to anything but the empty string,
+    /// as no-color.org says: NO_COLOR=1 is the common spelling).
+    #[arg(long, global = true, env = "NO_COLOR", value_parser = no_color_value)]
     pub no_color: bool,
 }
 
@@ -105,6 +106,11 @@ impl Command {
             Command::InstanceShortcut(c) => format!("instance {}", c.name()),
         }
     }
+}
+
+/// NO_COLOR's rule: set and not empty means no colour, whatever its value.
+fn no_color_value(s: &str) -> Result<bool, std::convert::Infallible> {
+    Ok(!s.is_empty() && s != "false")
 }
 
 /// Parse, run, render, log; returns the process exit code. The hidden `generate`
