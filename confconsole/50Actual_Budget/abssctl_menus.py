@@ -74,6 +74,6 @@ def entry(name, module_globals, cli=None, out=None):
                 type(e).__name__, e))
         except Exception:
             pass
-        if os.environ.get("ABSSCTL_CONFCONSOLE_RAISE"):
+        if os.environ.get("CONFCONSOLE_ACTUAL_RAISE"):
             raise
     return None

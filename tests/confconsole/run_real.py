@@ -82,7 +82,7 @@ def main():
     ap.add_argument("--domain", default=None, help="default: NAME.example.test")
     ap.add_argument("--keep", action="store_true", help="leave the instances in place")
     a = ap.parse_args()
-    os.environ["ABSSCTL_CONFCONSOLE_RAISE"] = "1"
+    os.environ["CONFCONSOLE_ACTUAL_RAISE"] = "1"
     name, copy = a.name, a.name + "-copy"
     domain = a.domain or "{}.example.test".format(name)
     r = Runner(a.plugin_dir)

@@ -19,8 +19,8 @@ class FlowCase(unittest.TestCase):
     def setUp(self):
         self.fake = helpers.FakePath("fake")
         self.addCleanup(self.fake.close)
-        os.environ["ABSSCTL_CONFCONSOLE_RAISE"] = "1"
-        self.addCleanup(os.environ.pop, "ABSSCTL_CONFCONSOLE_RAISE", None)
+        os.environ["CONFCONSOLE_ACTUAL_RAISE"] = "1"
+        self.addCleanup(os.environ.pop, "CONFCONSOLE_ACTUAL_RAISE", None)
 
     def drive(self, menu, *answers):
         """Run the menu `menu` with the answers; every answer must be used."""
