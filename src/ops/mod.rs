@@ -18,6 +18,7 @@ pub mod config_show;
 pub mod firstboot;
 pub mod instance;
 pub mod ports;
+pub mod probe;
 pub mod report;
 pub mod tls;
 pub mod ui;
