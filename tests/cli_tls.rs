@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
 mod common;
+mod nginx_support;
 #[path = "tls_support/mod.rs"]
 mod support;
 

@@ -8,80 +8,19 @@
 //! systemd (the real D-Bus path is exercised in the container tier).
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
-use abssctl::domain::config::{self, Config};
-use abssctl::domain::layout::Layout;
+mod nginx_support;
+use nginx_support::{Machine, RecordingSystemd, ctx, machine_with, nginx_program};
+
 use abssctl::domain::txn::Plan;
 use abssctl::domain::validate;
 use abssctl::domain::vhost::{self, Http2Syntax, TlsKind, TlsSource, VhostSpec};
 use abssctl::error::{Kind, classify};
+use abssctl::ops::Ctx;
 use abssctl::ops::vhost::{Providers, VhostRequest, plan_apply, plan_remove};
-use abssctl::ops::{Ctx, Globals, OpState};
 use abssctl::sys::nginx::{ConfigTest, NginxCli};
-use abssctl::sys::systemd::{Systemd, TransientOutcome, TransientSpec, UnitStatus};
-use std::cell::RefCell;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
-/// Records reloads; reports nginx.service as active. Nothing else is used by the vhost steps.
-#[derive(Default)]
-struct RecordingSystemd {
-    reloads: RefCell<Vec<String>>,
-}
-
-impl Systemd for RecordingSystemd {
-    fn daemon_reload(&self) -> anyhow::Result<()> {
-        unreachable!("vhost steps never reload systemd itself")
-    }
-    fn enable_units(&self, _: &[String]) -> anyhow::Result<()> {
-        unreachable!()
-    }
-    fn disable_units(&self, _: &[String]) -> anyhow::Result<()> {
-        unreachable!()
-    }
-    fn start_unit(&self, _: &str, _: Duration) -> anyhow::Result<()> {
-        unreachable!()
-    }
-    fn stop_unit(&self, _: &str, _: Duration) -> anyhow::Result<()> {
-        unreachable!()
-    }
-    fn restart_unit(&self, _: &str, _: Duration) -> anyhow::Result<()> {
-        unreachable!("nginx is reloaded, never restarted")
-    }
-    fn reset_failed(&self, _: &str) -> anyhow::Result<()> {
-        unreachable!("nginx is never started by the vhost steps")
-    }
-    fn reload_unit(&self, unit: &str, _: Duration) -> anyhow::Result<()> {
-        self.reloads.borrow_mut().push(unit.to_string());
-        Ok(())
-    }
-    fn unit_status(&self, units: &[String]) -> anyhow::Result<Vec<UnitStatus>> {
-        Ok(units
-            .iter()
-            .map(|u| UnitStatus {
-                unit: u.clone(),
-                active_state: "active".into(),
-                ..UnitStatus::default()
-            })
-            .collect())
-    }
-    fn run_transient(&self, _: &TransientSpec) -> anyhow::Result<TransientOutcome> {
-        unreachable!()
-    }
-    fn timer_status(
-        &self,
-        _: &[String],
-    ) -> anyhow::Result<Vec<abssctl::sys::systemd::TimerStatus>> {
-        unreachable!("no timer is read here")
-    }
-}
-
-/// A temp machine root with an nginx that reads only files under it.
-struct Machine {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    nginx: NginxCli,
-}
 
 fn sh(cmd: &mut Command) {
     let out = cmd.output().expect("spawn");
@@ -128,78 +67,9 @@ fn turnkey_cert(dir: &Path, cn: &str) {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
 }
 
-fn nginx_program() -> PathBuf {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .expect("nginx is needed for this test: apt install nginx-light")
-}
-
+/// A temp machine with a TurnKey-style certificate for the domain.
 fn machine() -> Machine {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    for d in [
-        "etc/nginx/sites-available",
-        "etc/nginx/sites-enabled",
-        "nginx-prefix/logs",
-    ] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    turnkey_cert(&root.join("etc/ssl/private"), "budget.example.org");
-    let p = root.join("nginx-prefix");
-    let conf = root.join("etc/nginx/nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "pid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\nevents {{}}\nhttp {{\n    \
-             client_body_temp_path {p}/body;\n    proxy_temp_path {p}/proxy;\n    \
-             access_log off;\n    include {root}/etc/nginx/sites-enabled/*;\n}}\n",
-            p = p.display(),
-            root = root.display()
-        ),
-    )
-    .unwrap();
-    let nginx = NginxCli::new(
-        nginx_program(),
-        vec![
-            "-p".into(),
-            p.clone().into(),
-            "-c".into(),
-            conf.into(),
-            "-e".into(),
-            p.join("logs/error.log").into(),
-        ],
-    );
-    Machine {
-        _dir: dir,
-        root,
-        nginx,
-    }
-}
-
-fn ctx(root: &Path) -> Ctx {
-    let cfg = Config {
-        root: root.to_path_buf(),
-        ..Config::default()
-    };
-    let layout = Layout::new(&cfg, &root.join("etc/abssctl/config.yml"));
-    Ctx {
-        globals: Globals::default(),
-        ui: &abssctl::ops::ui::Headless,
-        resolved: config::resolve(None, &[], &config::Overrides::default()).unwrap(),
-        layout,
-        op: OpState {
-            op_id: uuid::Uuid::now_v7(),
-            command: "instance create".into(),
-            args: serde_json::Value::Null,
-            target: None,
-            planned: Vec::new(),
-            warnings: Vec::new(),
-            lock_wait: Duration::ZERO,
-            backups: Vec::new(),
-        },
-    }
+    machine_with(|root| turnkey_cert(&root.join("etc/ssl/private"), "budget.example.org"))
 }
 
 fn request(port: u16) -> VhostRequest {

@@ -125,7 +125,7 @@ pub fn upgrade(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<Report> {
             outcomes.push(o);
             continue;
         }
-        let binding = one::binding_for(&ctx.layout, &old.version_binding, &target);
+        let binding = one::binding_for(&ctx.layout, &old.version_binding, &target)?;
         match one::upgrade(ctx, name, &binding, timeout) {
             Ok(o) => {
                 if !o.ok() {

@@ -119,17 +119,23 @@ impl Outcome {
 }
 
 /// The binding after the upgrade: a follower of `current` keeps following when `current`
-/// already is the target; otherwise the instance is bound to the target exactly.
-pub fn binding_for(layout: &Layout, old: &VersionBinding, target: &str) -> VersionBinding {
+/// already is the target; otherwise the instance is bound to the target exactly. `target`
+/// is an installed version's manifest version, so one that is not semver is a broken
+/// manifest: an environment error, never a silent fall back to `current`.
+pub fn binding_for(layout: &Layout, old: &VersionBinding, target: &str) -> Result<VersionBinding> {
     if *old == VersionBinding::Current
         && resolve_version(layout, &VersionBinding::Current).is_ok_and(|r| r.version == target)
     {
-        return VersionBinding::Current;
+        return Ok(VersionBinding::Current);
     }
-    match semver::Version::parse(target) {
-        Ok(v) => VersionBinding::Exact(v),
-        Err(_) => VersionBinding::Current,
-    }
+    semver::Version::parse(target)
+        .map(VersionBinding::Exact)
+        .map_err(|e| {
+            crate::error::environment(format!(
+                "the installed version's manifest names '{target}', not a version ({e}); \
+                 reinstall it with `abssctl version reinstall {target}`"
+            ))
+        })
 }
 
 /// Move `name` to `binding` (which resolves to an installed version) through the
