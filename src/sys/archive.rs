@@ -9,9 +9,10 @@
 
 use crate::domain::backup::Algorithm;
 use crate::error::Failure;
+use crate::sys::writeback::FlushingFile;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-use std::fs::{File, Metadata};
+use std::fs::Metadata;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -65,9 +66,9 @@ fn zstd_workers() -> u32 {
 
 /// The compressor between tar and the hashing writer.
 enum Encoder {
-    Zstd(zstd::stream::write::Encoder<'static, HashingWriter<File>>),
-    Gzip(flate2::write::GzEncoder<HashingWriter<File>>),
-    Plain(HashingWriter<File>),
+    Zstd(zstd::stream::write::Encoder<'static, HashingWriter<FlushingFile>>),
+    Gzip(flate2::write::GzEncoder<HashingWriter<FlushingFile>>),
+    Plain(HashingWriter<FlushingFile>),
 }
 
 impl std::fmt::Debug for Encoder {
@@ -98,7 +99,7 @@ impl Write for Encoder {
 }
 
 impl Encoder {
-    fn new(out: HashingWriter<File>, alg: Algorithm, level: i32) -> io::Result<Encoder> {
+    fn new(out: HashingWriter<FlushingFile>, alg: Algorithm, level: i32) -> io::Result<Encoder> {
         Ok(match alg {
             Algorithm::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(out, level)?;
@@ -120,7 +121,7 @@ impl Encoder {
             Algorithm::None => Encoder::Plain(out),
         })
     }
-    fn finish(self) -> io::Result<HashingWriter<File>> {
+    fn finish(self) -> io::Result<HashingWriter<FlushingFile>> {
         match self {
             Encoder::Zstd(e) => e.finish(),
             Encoder::Gzip(e) => e.finish(),
@@ -182,6 +183,9 @@ impl ArchiveWriter {
         let (file, tmp) = tmp.into_parts();
         file.set_permissions(std::fs::Permissions::from_mode(mode))
             .with_context(|| format!("setting the mode of {}", tmp.display()))?;
+        // Its writeback starts while the rest is still being compressed (sys::writeback).
+        let file = FlushingFile::new(file)
+            .map_err(|e| io_context(e, || "starting the writeback thread".into()))?;
         let enc = Encoder::new(HashingWriter::new(file), alg, level)
             .map_err(|e| io_context(e, || "starting the compressor".into()))?;
         let mut tar = tar::Builder::new(enc);
@@ -260,6 +264,7 @@ impl ArchiveWriter {
         let enc = self.tar.into_inner().map_err(|e| io_context(e, what))?;
         let out = enc.finish().map_err(|e| io_context(e, what))?;
         let (file, sha256, size) = out.into_parts();
+        let file = file.finish().map_err(|e| io_context(e, what))?;
         file.sync_all().map_err(|e| io_context(e, what))?;
         drop(file);
         self.tmp

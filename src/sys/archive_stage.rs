@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Snapshot the SQLite database `src` into the new file `dst` with the online backup API,
-/// then check the copy (`PRAGMA integrity_check`).
+/// then check the copy (`PRAGMA quick_check`).
 ///
 /// The whole database is copied in ONE backup step (`sqlite3_backup_step(-1)`): the step
 /// holds a read lock on the source for the copy, so the snapshot is one committed state
@@ -25,6 +25,14 @@ pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// after every write of another process). A writer waits the few milliseconds the copy
 /// takes (Actual's busy timeout absorbs it). The source is opened read-write without
 /// create: a hot journal left by a crashed writer is rolled back, as any reader would.
+///
+/// The check is `quick_check`, not `integrity_check`: it reads every page once and finds
+/// what a bad copy would show (malformed or torn pages, broken b-trees, freelist damage).
+/// What it leaves out, that each index holds exactly its table's rows, cannot be made by
+/// the backup API, which copies pages verbatim: such a mismatch would be in the live
+/// database already. Measured on a 97 MB Actual-like database (messages_binary with its
+/// timestamp index): integrity_check 0.17-0.32 s, quick_check 0.07 s; a budget has
+/// several such files and the backup is measured against plain `tar | zstd`.
 pub fn sqlite_snapshot(src: &Path, dst: &Path, timeout: Duration) -> Result<()> {
     use rusqlite::backup::{Backup, StepResult};
     use rusqlite::{Connection, OpenFlags};
@@ -66,7 +74,7 @@ pub fn sqlite_snapshot(src: &Path, dst: &Path, timeout: Duration) -> Result<()> 
         }
     }
     let check: String = to
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
         .with_context(|| format!("checking the snapshot of {}", src.display()))?;
     if check != "ok" {
         return Err(Failure::environment(format!(

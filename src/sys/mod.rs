@@ -25,3 +25,4 @@ pub mod systemd;
 pub mod tls;
 pub mod unpack;
 pub mod users;
+pub mod writeback;

@@ -21,6 +21,7 @@
 use crate::domain::backup::{self as bk, Algorithm, Manifest};
 use crate::error::Failure;
 use crate::sys::fs::read_full;
+use crate::sys::writeback::Writeback;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +30,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+/// Files from this size on are synced in the background as soon as they are written
+/// (sys::writeback); smaller ones by the final syncfs.
+pub const WRITEBACK_MIN: u64 = 1024 * 1024;
 /// How deep a data member may be below `data/` (Actual writes `user-files/<file>`).
 pub const MAX_DEPTH: usize = 4;
 /// A `meta/` member or the manifest: small text, kept in memory.
@@ -269,7 +273,8 @@ pub fn unpack(
 ) -> Result<Unpacked> {
     let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
     let mut hashing = ThreadedHash::start(file);
-    let result = extract(archive, decoder(alg, &mut hashing)?, staging, limits);
+    let wb = Writeback::start().context("starting the writeback thread")?;
+    let result = extract(archive, decoder(alg, &mut hashing)?, staging, limits, &wb);
     // The rest of the file (tar's trailing blocks, or what a decode error left unread)
     // goes into the checksum too: the sum is over the whole file, as in the index.
     let sha256 = hashing
@@ -286,24 +291,26 @@ pub fn unpack(
         ));
     }
     let (manifest, meta, files, bytes) = result?;
-    // Durable before anyone swaps it in: ONE syncfs for every file and directory written,
-    // not an fsync per file (which waited for each file's writeback before decoding the
-    // next). A late write error (delayed allocation, ENOSPC) surfaces here.
+    // Durable before anyone swaps it in: the large files' background syncs (started while
+    // the rest was decoded), then ONE syncfs for every other file and directory written,
+    // not an fsync per file in line (which waited for each file's writeback before
+    // decoding the next). A late write error (delayed allocation, ENOSPC) surfaces here.
     let dir = File::open(staging).with_context(|| format!("opening {}", staging.display()))?;
-    nix::unistd::syncfs(&dir).map_err(|e| {
-        let e = io::Error::from(e);
-        if no_space(&e) {
-            anyhow::Error::from(
-                Failure::environment(format!(
-                    "writing {}: no space left on the device",
-                    staging.display()
-                ))
-                .hint("free space on that filesystem and run it again; nothing was restored"),
-            )
-        } else {
-            anyhow::Error::new(e).context(format!("syncing {} to disk", staging.display()))
-        }
-    })?;
+    wb.finish()
+        .and_then(|()| nix::unistd::syncfs(&dir).map_err(io::Error::from))
+        .map_err(|e| {
+            if no_space(&e) {
+                anyhow::Error::from(
+                    Failure::environment(format!(
+                        "writing {}: no space left on the device",
+                        staging.display()
+                    ))
+                    .hint("free space on that filesystem and run it again; nothing was restored"),
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("syncing {} to disk", staging.display()))
+            }
+        })?;
     Ok(Unpacked {
         manifest,
         meta,
@@ -356,7 +363,13 @@ pub fn read_manifest(archive: &Path, alg: Algorithm) -> Result<(Manifest, String
 
 type Extracted = (Manifest, BTreeMap<String, Vec<u8>>, u64, u64);
 
-fn extract(archive: &Path, input: impl Read, staging: &Path, limits: &Limits) -> Result<Extracted> {
+fn extract(
+    archive: &Path,
+    input: impl Read,
+    staging: &Path,
+    limits: &Limits,
+    wb: &Writeback,
+) -> Result<Extracted> {
     let mut tar = tar::Archive::new(input);
     let free = free_bytes(staging)?;
     let mut manifest = None;
@@ -449,7 +462,13 @@ fn extract(archive: &Path, input: impl Read, staging: &Path, limits: &Limits) ->
                 if let Some(parent) = dest.parent() {
                     make_dir(&data_root, parent)?;
                 }
-                write_file(&mut e, &dest, size)?;
+                let f = write_file(&mut e, &dest, size)?;
+                // Large files are written back while the next members are decoded; the
+                // small ones go with the one syncfs at the end (a sync each would cost a
+                // journal commit each).
+                if size >= WRITEBACK_MIN {
+                    wb.push(f);
+                }
                 files += 1;
                 bytes += size;
             }
@@ -520,8 +539,9 @@ fn make_dir(root: &Path, dir: &Path) -> Result<()> {
         .with_context(|| format!("creating {}", dir.display()))
 }
 
-/// Write exactly `size` bytes of `r` to a new file `dest` (0600); `unpack` makes it durable.
-fn write_file(r: &mut impl Read, dest: &Path, size: u64) -> Result<()> {
+/// Write exactly `size` bytes of `r` to a new file `dest` (0600), returned for its
+/// writeback; `unpack` makes it durable.
+fn write_file(r: &mut impl Read, dest: &Path, size: u64) -> Result<File> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -550,7 +570,7 @@ fn write_file(r: &mut impl Read, dest: &Path, size: u64) -> Result<()> {
     }
     f.flush().map_err(map)?;
     // Made durable with the rest of the tree by one syncfs at the end (see `unpack`).
-    Ok(())
+    Ok(f)
 }
 
 #[cfg(test)]
