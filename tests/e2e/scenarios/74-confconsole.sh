@@ -103,8 +103,7 @@ on_screen() { # on_screen "<text>"...: every text is on the last screen waited f
 }
 dialog_walk() {
     in_ct rm -f /share/dialog-rc /share/dialog-screens.jsonl
-    ct_tmux_start
-    screen_wait "Backup schedules" && on_screen "Actual budget" "<Select>" "< Back >" &&
+    ct_tmux_start && screen_wait "Backup schedules" && on_screen "Actual budget" "<Select>" "< Back >" &&
         keys N Enter && screen_wait "Instance name" &&
         type_enter "$DNAME" && screen_wait "How will browsers reach '$DNAME'?" &&
         keys D Enter && screen_wait "Domain for '$DNAME'" &&
@@ -162,6 +161,7 @@ check "abssctl --json instance list: $DNAME on $DDOMAIN, active/running, health 
 check "abssctl instance delete $DNAME --no-backup" \
     in_ct abssctl --yes instance delete "$DNAME" --no-backup
 check "$DNAME is gone" in_ct_sh "
-    abssctl --json instance list | jq -e '[.instances[].name] | index(\"$DNAME\") == null' >/dev/null"
+    abssctl --json instance list |
+        jq -e '[.instances[].name] | index(\"$DNAME\") == null' >/dev/null"
 
 scenario_end
