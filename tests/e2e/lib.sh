@@ -16,8 +16,10 @@ E2E_RUNS=${E2E_RUNS:-$E2E_DIR/.run}
 E2E_SUITE=bookworm
 # What the package Depends/Recommends on, plus the tools scenarios use, so that
 # `apt-get install ./abssctl_*.deb` resolves everything from the rootfs without a mirror.
+# dialog, python3-dialog (what confconsole's console runs) and tmux: the real dialog walk
+# of the confconsole plugin in scenario 74.
 E2E_PACKAGES=(systemd systemd-sysv dbus nginx tar zstd g++ make python3 procps curl
-    ca-certificates openssl man-db bash-completion jq iproute2 less)
+    ca-certificates openssl man-db bash-completion jq iproute2 less dialog python3-dialog tmux)
 # Timers that fire at first boot and race the test's dpkg for its lock, and a getty that
 # fights over the console.
 E2E_MASK=(apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer
