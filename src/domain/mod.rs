@@ -7,6 +7,7 @@ pub mod default_server;
 pub mod instance;
 pub mod layout;
 pub mod migrations;
+pub mod redact;
 pub mod render;
 pub mod retention;
 pub mod schedule;
