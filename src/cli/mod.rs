@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 pub mod backup;
 pub mod backup_schedule;
+pub mod bundle;
 pub mod config;
 pub mod firstboot;
 pub mod generate;
@@ -87,6 +88,9 @@ pub enum Command {
     /// Check, install and show the certificates instances serve.
     #[command(subcommand)]
     Tls(tls::TlsCmd),
+    /// Gather config, state, logs and versions into one archive (0600) to send for help,
+    /// redacted: no keys, passwords, tokens or environment values (docs/support-bundle.md).
+    SupportBundle(bundle::BundleCli),
     #[command(flatten)]
     InstanceShortcut(instance::Shortcut),
 }
@@ -103,6 +107,7 @@ impl Command {
             Command::Upgrade(_) => "upgrade".to_string(),
             Command::Firstboot(_) => "firstboot".to_string(),
             Command::Tls(c) => format!("tls {}", c.name()),
+            Command::SupportBundle(_) => "support-bundle".to_string(),
             Command::InstanceShortcut(c) => format!("instance {}", c.name()),
         }
     }
@@ -196,6 +201,7 @@ pub fn dispatch(ctx: &mut crate::ops::Ctx, command: &Command) -> anyhow::Result<
         Command::Upgrade(u) => upgrade::run(ctx, u),
         Command::Firstboot(c) => firstboot::run(ctx, c),
         Command::Tls(c) => tls::run(ctx, c),
+        Command::SupportBundle(c) => bundle::run(ctx, c),
         Command::InstanceShortcut(c) => instance::run_shortcut(ctx, c),
     }
 }

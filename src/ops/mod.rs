@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub mod backup;
+pub mod bundle;
 pub mod config_show;
 pub mod firstboot;
 pub mod instance;

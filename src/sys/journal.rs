@@ -38,12 +38,24 @@ fn missing(e: std::io::Error) -> anyhow::Error {
 
 /// The matching lines.
 pub fn read(q: &Query) -> Result<Vec<String>> {
-    let out = command(q).stdin(Stdio::null()).output().map_err(missing)?;
+    run(command(q), &q.unit)
+}
+
+/// The lines logged under a syslog identifier (`-t`; abssctl's own lines carry
+/// SYSLOG_IDENTIFIER=abssctl and belong to no unit), for the support bundle.
+pub fn read_identifier(identifier: &str, lines: usize, since: &str) -> Result<Vec<String>> {
+    let mut c = Command::new("journalctl");
+    c.args(["--no-pager", "--quiet", "-o", "short-iso", "-t", identifier]);
+    c.args(["--lines", &lines.to_string(), "--since", since]);
+    run(c, identifier)
+}
+
+fn run(mut c: Command, what: &str) -> Result<Vec<String>> {
+    let out = c.stdin(Stdio::null()).output().map_err(missing)?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(Failure::environment(format!(
-            "journalctl could not read the journal of {}: {}",
-            q.unit,
+            "journalctl could not read the journal of {what}: {}",
             err.lines().next().unwrap_or("no error text")
         ))
         .hint("run as root or as a member of the systemd-journal group")

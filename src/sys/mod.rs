@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod audit;
 pub mod build;
+pub mod bundle;
 pub mod copytree;
 pub mod env;
 pub mod fdwalk;
