@@ -486,22 +486,32 @@ fn logs(g: &mut Gather, l: &Layout) {
 /// The recent journal of abssctl (its own lines, its units) and of every instance unit. A
 /// journal that cannot be read (no journalctl) is a note in the bundle, not a failure.
 fn journals(g: &mut Gather, instances: &BTreeSet<String>) {
-    let query = |unit: String| journal::Query {
-        unit,
-        lines: Some(JOURNAL_LINES),
-        since: Some(JOURNAL_SINCE.into()),
-    };
     let mut reads: Vec<(String, String, Result<Vec<String>>)> = vec![(
         "journal/abssctl.log".into(),
         "journalctl -t abssctl".into(),
         journal::read_identifier("abssctl", JOURNAL_LINES, JOURNAL_SINCE),
     )];
-    let units = std::iter::once("abssctl-*".to_string())
-        .chain(instances.iter().map(|i| Layout::unit_name(i)));
-    for unit in units {
-        let name = format!("journal/{}.log", unit.replace('*', "all"));
-        let r = journal::read(&query(unit.clone()));
-        reads.push((name, format!("journalctl -u {unit}"), r));
+    // abssctl's own units: the update check, the doctor, each instance's backups.
+    let mut own: Vec<String> = ["abssctl-update-check.service", "abssctl-doctor.service"]
+        .map(String::from)
+        .to_vec();
+    own.extend(
+        instances
+            .iter()
+            .map(|i| format!("abssctl-backup@{i}.service")),
+    );
+    reads.push((
+        "journal/abssctl-units.log".into(),
+        format!("journalctl -u {}", own.join(" -u ")),
+        journal::read_units(&own, JOURNAL_LINES, JOURNAL_SINCE),
+    ));
+    for unit in instances.iter().map(|i| Layout::unit_name(i)) {
+        let r = journal::read_units(std::slice::from_ref(&unit), JOURNAL_LINES, JOURNAL_SINCE);
+        reads.push((
+            format!("journal/{unit}.log"),
+            format!("journalctl -u {unit}"),
+            r,
+        ));
     }
     for (name, source, r) in reads {
         match r {
@@ -531,7 +541,7 @@ fn about(g: &mut Gather, l: &Layout, now: time::OffsetDateTime) {
     let text = format!(
         "abssctl binary: {}\nabssctl package (dpkg-query): {package}\ncurrent Actual version: {current}\nbundle made: {}\n",
         env!("CARGO_PKG_VERSION"),
-        crate::domain::tls::rfc3339(now)
+        crate::domain::tls::rfc3339(now.replace_nanosecond(0).unwrap_or(now))
     );
     g.text(
         "version.txt",
@@ -582,7 +592,7 @@ fn manifest(
         .collect();
     let mut s = format!(
         "abssctl support bundle, made {} by abssctl {}\n{}\n\n",
-        crate::domain::tls::rfc3339(now),
+        crate::domain::tls::rfc3339(now.replace_nanosecond(0).unwrap_or(now)),
         env!("CARGO_PKG_VERSION"),
         if redacted {
             "Redacted: private keys, passwords, tokens, session ids and environment values are removed (REDACTED column: what, and how many)."
