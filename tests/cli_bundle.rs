@@ -20,6 +20,8 @@ const CONFIG_PASSWORD: &str = "CfgPass-7781";
 const REGISTRY_URL_PASSWORD: &str = "RegPass-5521";
 const DROPIN_COMMENT_PASSWORD: &str = "DropPass-3141";
 const DROPIN_ENV_PASSWORD: &str = "EnvPass-2718";
+/// Not named like a secret: only the Environment= rule (values go, names stay) removes it.
+const DROPIN_ENV_VALUE: &str = "EnvClient-8642";
 const DROPIN_PEM_BODY: &str = "MHcCAQEEIPastedIntoADropIn";
 const OPS_TOKEN_UUID: &str = "3f0c2a8e-9b1d-4c7e-8f2a-1b3c5d7e9f01";
 const OPS_HEADER_TOKEN: &str = "HdrTok-ABCDEF123456";
@@ -34,6 +36,7 @@ const SECRETS: &[&str] = &[
     REGISTRY_URL_PASSWORD,
     DROPIN_COMMENT_PASSWORD,
     DROPIN_ENV_PASSWORD,
+    DROPIN_ENV_VALUE,
     DROPIN_PEM_BODY,
     OPS_TOKEN_UUID,
     OPS_HEADER_TOKEN,
@@ -95,7 +98,7 @@ fn planted(root: &Path) -> PathBuf {
     write(
         &dropins.join("50-abssctl.conf"),
         &format!(
-            "# Settings of Actual instance 'budget', rendered by abssctl.\n# bootstrap password: {DROPIN_COMMENT_PASSWORD}\n[Service]\nUser=actual-budget\nEnvironment=ACTUAL_PORT=5000\nEnvironment=ACTUAL_BOOTSTRAP_PASSWORD={DROPIN_ENV_PASSWORD}\n"
+            "# Settings of Actual instance 'budget', rendered by abssctl.\n# bootstrap password: {DROPIN_COMMENT_PASSWORD}\n[Service]\nUser=actual-budget\nEnvironment=ACTUAL_PORT=5000\nEnvironment=ACTUAL_BOOTSTRAP_PASSWORD={DROPIN_ENV_PASSWORD}\nEnvironment=\"ACTUAL_OPENID_CLIENT_ID={DROPIN_ENV_VALUE}\"\n"
         ),
     );
     write(
