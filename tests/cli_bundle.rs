@@ -23,6 +23,7 @@ const DROPIN_ENV_PASSWORD: &str = "EnvPass-2718";
 /// Not named like a secret: only the Environment= rule (values go, names stay) removes it.
 const DROPIN_ENV_VALUE: &str = "EnvClient-8642";
 const DROPIN_PEM_BODY: &str = "MHcCAQEEIPastedIntoADropIn";
+const DROPIN_KEY_FILE_BODY: &str = "MC4CAQAwBQYDK2VwBCIEIKeyFileInADropInDir";
 const OPS_TOKEN_UUID: &str = "3f0c2a8e-9b1d-4c7e-8f2a-1b3c5d7e9f01";
 const OPS_HEADER_TOKEN: &str = "HdrTok-ABCDEF123456";
 const ROTATED_TOKEN: &str = "RotTok-998877";
@@ -38,6 +39,7 @@ const SECRETS: &[&str] = &[
     DROPIN_ENV_PASSWORD,
     DROPIN_ENV_VALUE,
     DROPIN_PEM_BODY,
+    DROPIN_KEY_FILE_BODY,
     OPS_TOKEN_UUID,
     OPS_HEADER_TOKEN,
     ROTATED_TOKEN,
@@ -104,7 +106,15 @@ fn planted(root: &Path) -> PathBuf {
     write(
         &dropins.join("90-local.conf"),
         &format!(
-            "# pasted by hand\n-----BEGIN EC PRIVATE KEY-----\n{DROPIN_PEM_BODY}\n-----END EC PRIVATE KEY-----\n"
+            "[Service]\n# pasted by hand\n-----BEGIN EC PRIVATE KEY-----\n{DROPIN_PEM_BODY}\n-----END EC PRIVATE KEY-----\n"
+        ),
+    );
+    // A key file dropped where the bundle looks: left out whole (its body is TLS_KEY_BODY's
+    // twin, so the search below would find it).
+    write(
+        &dropins.join("99-key.pem"),
+        &format!(
+            "-----BEGIN PRIVATE KEY-----\n{DROPIN_KEY_FILE_BODY}\n-----END PRIVATE KEY-----\n"
         ),
     );
     let logs = root.join("var/log/abssctl");
@@ -193,7 +203,8 @@ fn no_planted_secret_is_in_the_redacted_bundle() {
     let sha = abssctl::sys::fs::sha256_file(&out).unwrap();
     assert_eq!(v["sha256"], sha);
     assert!(
-        v["redactions"].as_u64().unwrap() >= SECRETS.len() as u64,
+        // Each planted secret is redacted, except the two key files, which are left out.
+        v["redactions"].as_u64().unwrap() >= SECRETS.len() as u64 - 2,
         "{v}"
     );
 
@@ -274,6 +285,11 @@ fn no_planted_secret_is_in_the_redacted_bundle() {
         "{manifest}"
     );
     assert!(manifest.contains("1 password"), "{manifest}");
+    assert!(
+        manifest.contains("99-key.pem: a private key file: never in a redacted bundle"),
+        "{manifest}"
+    );
+    assert!(!members.keys().any(|k| k.ends_with("99-key.pem")));
     assert!(manifest.contains("environment value"), "{manifest}");
     let files: Vec<&str> = v["files"]
         .as_array()

@@ -295,9 +295,20 @@ impl Redactor {
     }
 }
 
-/// Does this text hold a private key (a file the bundle must leave out whole)?
+/// Does this text hold a private key anywhere (then its blocks are redacted)?
 pub fn holds_private_key(text: &str) -> bool {
     PEM.is_match(text)
+}
+
+/// Is this text a key file: its first PEM block (after blank lines and `#` comments) is a
+/// private key? A redacted bundle leaves such a file out whole, not even redacted: its
+/// name and size say nothing a helper needs, and no rule can miss what is not there.
+pub fn is_key_file(text: &str) -> bool {
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'));
+    first.is_some_and(|l| l.starts_with("-----BEGIN ") && l.contains("PRIVATE KEY"))
 }
 
 /// Total of a tally.

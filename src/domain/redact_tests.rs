@@ -358,3 +358,15 @@ fn redacting_twice_changes_nothing_more() {
     assert!(total(&t1) >= 3, "{t1:?}");
     assert!(t2.is_empty(), "{t2:?}");
 }
+
+#[test]
+fn key_files_are_told_from_files_that_quote_a_key() {
+    assert!(is_key_file(RSA));
+    assert!(is_key_file(&format!("\n# comment\n{RSA}")));
+    assert!(is_key_file("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n"));
+    assert!(!is_key_file(&format!("[Service]\n{RSA}")));
+    assert!(!is_key_file(
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    ));
+    assert!(!is_key_file(""));
+}

@@ -3,7 +3,7 @@
 
 use super::{FILE_CAP, JOURNAL_LINES, JOURNAL_SINCE, LeftOut, Member};
 use crate::domain::layout::{Layout, rooted};
-use crate::domain::redact::{Format, Redactor, Tally};
+use crate::domain::redact::{self, Format, Redactor, Tally};
 use crate::domain::state::{self, InstanceEntry};
 use crate::ops::Ctx;
 use crate::sys::bundle::{self as sb, Got};
@@ -45,6 +45,10 @@ impl Gather {
     /// A file, when it is there (`optional`: its absence is not worth a line).
     fn file(&mut self, name: &str, path: &Path, f: Format, optional: bool) -> Option<String> {
         match sb::read_file(path, FILE_CAP) {
+            Got::Text { text, .. } if self.redactor.is_some() && redact::is_key_file(&text) => {
+                self.leave_out(path, "a private key file: never in a redacted bundle");
+                None
+            }
             Got::Text { text, truncated } => {
                 let note = truncated.then(|| format!("only its last {FILE_CAP} bytes"));
                 self.text(name, &path.display().to_string(), &text, f, note);
