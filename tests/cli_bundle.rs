@@ -412,3 +412,23 @@ fn the_default_place_is_roots_home() {
     );
     assert!(p.exists());
 }
+
+#[test]
+fn it_needs_root() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = root.join("b.tar.gz");
+    let o = common::as_nobody(root)
+        .args(["support-bundle", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("must run as root") && err.contains("sudo"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

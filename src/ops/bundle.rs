@@ -78,7 +78,15 @@ pub struct BundleResult {
 
 /// `support-bundle`: gather, redact, write (or, with `--dry-run`, only list).
 pub fn run(ctx: &mut Ctx, o: &Options) -> Result<BundleResult> {
-    ctx.require_root()?;
+    // Not `require_root`'s wording: the bundle changes nothing, but what it reads (the
+    // registry, the journal, the drop-ins) is root's, and a bundle without them is no help.
+    if !ctx.globals.dry_run && !crate::sys::privilege::is_root() {
+        return Err(Failure::environment(
+            "'abssctl support-bundle' reads root-only files (the registry, the journal) and must run as root",
+        )
+        .hint("run it with sudo: sudo abssctl support-bundle")
+        .into());
+    }
     let now = time::OffsetDateTime::now_utc();
     let dest = destination(&ctx.layout, o.out.as_deref(), now)?;
     if o.no_redact && !ctx.globals.dry_run {
