@@ -99,7 +99,14 @@ static BEARER: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)\b(bearer|basic)([ \t]+)([A-Za-z0-9._~+/=-]{6,})"));
 static FLAG: LazyLock<Regex> = LazyLock::new(|| {
     re(&format!(
-        r#"(--{NAME})(=|[ \t]+|\\?"[ \t]*,[ \t]*\\?")("[^"]*"|'[^']*'|[^\s"',\\]+)"#
+        r#"(--{NAME})(=|[ \t]+)("[^"]*"|'[^']*'|[^\s"'\\]+)"#
+    ))
+});
+/// A flag and its value as two items of a JSON argument list: `"--token","abc"`; the value
+/// runs to its closing quote, whatever it holds.
+static FLAG_ARG: LazyLock<Regex> = LazyLock::new(|| {
+    re(&format!(
+        r#"(--{NAME})(\\?"[ \t]*,[ \t]*\\?")((?:[^"\\]|\\[^"])+)"#
     ))
 });
 static JSON_PAIR: LazyLock<Regex> = LazyLock::new(|| {
@@ -114,7 +121,7 @@ static ESCAPED_JSON_PAIR: LazyLock<Regex> = LazyLock::new(|| {
 });
 static ASSIGN: LazyLock<Regex> = LazyLock::new(|| {
     re(&format!(
-        r#"\b({NAME})([ \t]*=[ \t]*)("[^"]*"|'[^']*'|[^\s&;,"'<>]+)"#
+        r#"\b({NAME})([ \t]*=[ \t]*)("[^"]*"|'[^']*'|[^\s"']+)"#
     ))
 });
 static YAML_LINE: LazyLock<Regex> = LazyLock::new(|| {
@@ -124,7 +131,7 @@ static YAML_LINE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static COLON_OR_PHRASE: LazyLock<Regex> = LazyLock::new(|| {
     re(&format!(
-        r#"\b({NAME})([ \t]*:[ \t]*|[ \t]+(?i:is|was|set to)[ \t]+)([^\s"',;]+)"#
+        r#"\b({NAME})([ \t]*:[ \t]*|[ \t]+(?i:is|was|set to)[ \t]+)([^\s"']+)"#
     ))
 });
 static ENV_LINE: LazyLock<Regex> =
@@ -276,6 +283,7 @@ impl Redactor {
         s = values(&s, &HEADER, &mut t, Some("credential header"));
         s = values(&s, &BEARER, &mut t, Some("token"));
         s = values(&s, &FLAG, &mut t, None);
+        s = values(&s, &FLAG_ARG, &mut t, None);
         s = tail(&s, &JSON_PAIR, &mut t, None, true);
         s = tail(&s, &ESCAPED_JSON_PAIR, &mut t, None, true);
         s = values(&s, &ASSIGN, &mut t, None);

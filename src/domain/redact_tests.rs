@@ -28,6 +28,7 @@ fn every_pattern_compiles() {
         &NGINX_HEADER,
         &BEARER,
         &FLAG,
+        &FLAG_ARG,
         &JSON_PAIR,
         &ESCAPED_JSON_PAIR,
         &ASSIGN,
@@ -369,4 +370,31 @@ fn key_files_are_told_from_files_that_quote_a_key() {
         "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
     ));
     assert!(!is_key_file(""));
+}
+
+proptest::proptest! {
+    /// Whatever a password holds (no whitespace, quote or backslash: those end a value in
+    /// every format), no form of it survives.
+    #[test]
+    fn no_generated_secret_survives(secret in "[A-Za-z0-9!#$%&()*+,./:;<=>?@^_{|}~\\[\\]-]{8,24}") {
+        let forms = [
+            (format!("password={secret}"), Format::Text),
+            (format!("x token: {secret} y"), Format::Text),
+            (format!("the password is {secret}"), Format::Text),
+            (format!("{{\"password\":\"{secret}\"}}"), Format::Json),
+            (format!("{{\"args\":[\"--password\",\"{secret}\",\"x\"]}}"), Format::Json),
+            (format!("abssctl x --token {secret} y"), Format::Text),
+            (format!("abssctl x --token={secret} y"), Format::Text),
+            (format!("Authorization: Bearer {secret}"), Format::Text),
+            (format!("Cookie: sid={secret}"), Format::Text),
+            (format!("Environment=ACTUAL_X={secret}"), Format::Systemd),
+            (format!("Environment=\"ACTUAL_X={secret}\""), Format::Systemd),
+            (format!("# bootstrap password: {secret}"), Format::Systemd),
+            (format!("  admin_password: {secret}"), Format::Yaml),
+        ];
+        for (text, f) in forms {
+            let (out, _) = red(&text, f);
+            proptest::prop_assert!(!out.contains(&secret), "{} -> {}", text, out);
+        }
+    }
 }
