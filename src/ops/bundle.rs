@@ -182,18 +182,9 @@ pub fn default_name(host: &str, now: time::OffsetDateTime) -> String {
         })
         .collect();
     let host = if host.is_empty() { "localhost" } else { &host };
-    format!("abssctl-support-{host}-{}.tar.gz", stamp(now))
-}
-
-fn stamp(t: time::OffsetDateTime) -> String {
     format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
+        "abssctl-support-{host}-{}.tar.gz",
+        crate::ops::tls::stamp(now)
     )
 }
 

@@ -159,8 +159,8 @@ pub struct ChangeResult {
     pub planned_actions: Vec<PlannedAction>,
 }
 
-/// UTC time as it ends backup names: 20261203T142707Z.
-fn stamp(t: OffsetDateTime) -> String {
+/// UTC time as it ends backup names: 20261203T142707Z (the support bundle's name too).
+pub(crate) fn stamp(t: OffsetDateTime) -> String {
     format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
         t.year(),
