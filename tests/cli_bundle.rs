@@ -140,6 +140,14 @@ fn planted(root: &Path) -> PathBuf {
         &format!("{{\"probes\":[{{\"id\":\"x\",\"message\":\"session_id={DOCTOR_SESSION}\"}}]}}\n"),
     );
     write(
+        &root.join("srv/backups/backups.json"),
+        "{\"schema_version\":1,\"backups\":[]}\n",
+    );
+    write(
+        &root.join("etc/abssctl/templates/instance-dropin.conf.tera"),
+        &format!("[Service]\nEnvironment=ACTUAL_OPENID_CLIENT_ID={DROPIN_ENV_VALUE}\n"),
+    );
+    write(
         &root.join("etc/os-release"),
         "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n",
     );
@@ -216,6 +224,8 @@ fn no_planted_secret_is_in_the_redacted_bundle() {
         "config/resolved.json",
         "state/registry.yml",
         "state/doctor.json",
+        "state/backups.json",
+        "templates/instance-dropin.conf.tera",
         "versions/v26.9.0/manifest.json",
         "systemd/actual-sync@budget.service.d/50-abssctl.conf",
         "systemd/actual-sync@budget.service.d/90-local.conf",

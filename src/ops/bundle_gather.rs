@@ -115,6 +115,24 @@ pub(super) fn gather(ctx: &Ctx, g: &mut Gather, no_redact: bool, now: time::Offs
         false,
     );
     g.file("state/updates.json", &l.updates_file, Format::Json, true);
+    // The backup index (ids, sizes, checksums, results: no data), and any template an
+    // operator overrides (what the drop-ins and vhosts were rendered from).
+    g.file("state/backups.json", &l.backups_index, Format::Json, true);
+    if let Ok(Some(entries)) = sb::list(&l.templates_dir) {
+        for (name, _) in entries.into_iter().filter(|(_, is_dir)| !is_dir) {
+            let f = if name.contains("nginx") {
+                Format::Nginx
+            } else {
+                Format::Systemd
+            };
+            g.file(
+                &format!("templates/{name}"),
+                &l.templates_dir.join(&name),
+                f,
+                false,
+            );
+        }
+    }
     versions(g, &l);
     units(g, &l, &mut instances);
     let keys = vhosts(g, &l);
