@@ -442,3 +442,30 @@ fn it_needs_root() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn a_schema1_registry_is_included_and_its_instances_journals_read() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    common::schema1_registry_with_budget(root);
+    let bin = root.join("fakebin");
+    write(
+        &bin.join("journalctl"),
+        "#!/bin/sh\necho \"line (args: $*)\"\n",
+    );
+    std::fs::set_permissions(
+        bin.join("journalctl"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let out = root.join("b.tar.gz");
+    common::json_ok(&bundle(root, &bin, &out, &[]));
+    let (members, _) = unpack(&out);
+    assert!(members["state/instances.yml"].contains("name: budget"));
+    assert!(
+        members["journal/actual-sync@budget.service.log"].contains("-u actual-sync@budget.service"),
+        "{:?}",
+        members.keys()
+    );
+    assert!(members["journal/abssctl-units.log"].contains("-u abssctl-backup@budget.service"));
+}

@@ -101,7 +101,8 @@ pub(super) fn gather(ctx: &Ctx, g: &mut Gather, no_redact: bool, now: time::Offs
     }
     for legacy in [&l.legacy_instances_file, &l.legacy_ports_file] {
         let name = format!("state/{}", file_name(legacy));
-        if let Some(t) = g.file(&name, legacy, Format::Yaml, true) {
+        let text = g.file(&name, legacy, Format::Yaml, true);
+        if let (Some(t), true) = (text, *legacy == l.legacy_instances_file) {
             let parsed: Vec<InstanceEntry> =
                 state::parse_instances(legacy, Some(&t)).unwrap_or_default();
             instances.extend(parsed.into_iter().map(|i| i.name));
