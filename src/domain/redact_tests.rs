@@ -329,7 +329,7 @@ fn harmless_text_passes_unchanged() {
             Format::Yaml,
         ),
         (
-            "npm_registry: https://registry.npmjs.org/\ntls:\n  system:\n    cert: /etc/ssl/private/cert.pem\n    key: /etc/ssl/private/cert.key\n",
+            "npm_registry: https://npm.example.org/\ntls:\n  system:\n    cert: /etc/ssl/private/cert.pem\n    key: /etc/ssl/private/cert.key\n",
             Format::Yaml,
         ),
         (
