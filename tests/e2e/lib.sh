@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Library of the real tier: a Debian 12 container whose PID 1 is systemd, booted with
-# systemd-nspawn on a fresh overlay over a cached root filesystem.
+# Library of the real tier: a Debian 12 (or 13) container whose PID 1 is systemd, booted
+# with systemd-nspawn on a fresh overlay over a cached root filesystem.
 #
 # Sourced by tests/e2e/{run,up,down,exec} and by every scenario. Scenarios run on the HOST
 # and act inside the container with `in_ct`, so they can also test from the outside
@@ -13,13 +13,23 @@ E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$E2E_DIR/../.." && pwd)
 E2E_CACHE=${E2E_CACHE:-$E2E_DIR/.cache}
 E2E_RUNS=${E2E_RUNS:-$E2E_DIR/.run}
-E2E_SUITE=bookworm
+# The Debian suite of the containers booted next: bookworm (Debian 12, TurnKey 18) unless a
+# scenario's `# e2e-suite: trixie` header (Debian 13, TurnKey 19) makes tests/e2e/run
+# export another one. Every suite gets its own rootfs, built the first time it is needed.
+E2E_SUITES=(bookworm trixie)
+E2E_SUITE=${E2E_SUITE:-bookworm}
+[[ " ${E2E_SUITES[*]} " == *" $E2E_SUITE "* ]] ||
+    { echo "E2E_SUITE=$E2E_SUITE: one of ${E2E_SUITES[*]}" >&2; exit 2; }
 # What the package Depends/Recommends on, plus the tools scenarios use, so that
 # `apt-get install ./abssctl_*.deb` resolves everything from the rootfs without a mirror.
 # dialog, python3-dialog (what confconsole's console runs) and tmux: the real dialog walk
 # of the confconsole plugin in scenario 74.
+# The same names on both suites. tzdata: in the container nspawn bind-mounts the host's
+# /etc/localtime, so tzdata's postinst cannot replace it there (trixie's python3.13 asks for it
+# in); installed while the rootfs is built, it never has to be installed inside.
 E2E_PACKAGES=(systemd systemd-sysv dbus nginx tar zstd g++ make python3 procps curl
-    ca-certificates openssl man-db bash-completion jq iproute2 less dialog python3-dialog tmux)
+    ca-certificates openssl man-db bash-completion jq iproute2 less dialog python3-dialog tmux
+    tzdata)
 # Timers that fire at first boot and race the test's dpkg for its lock, and a getty that
 # fights over the console.
 E2E_MASK=(apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer
@@ -34,11 +44,28 @@ die() {
 
 # ---------------------------------------------------------------- root filesystem cache
 
-# The recipe itself (this function's text), the suite and the package list key the cache:
-# change any of them and a new rootfs is built.
+# e2e_sources <suite>: the host's apt sources (its configured mirror: no host is named
+# here) for <suite>, the host's own codename replaced on the Suites lines (bookworm-updates
+# becomes trixie-updates, bookworm-security trixie-security). mmdebstrap pastes a sources
+# file as it is, whatever suite it is asked for, so the host's file alone would give a
+# bookworm rootfs. bookworm's debian-archive-keyring (2023.3+deb12u1 and later) holds the
+# trixie keys.
+e2e_sources() {
+    local host
+    host=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    [[ -n $host && -f /etc/apt/sources.list.d/debian.sources ]] ||
+        die "the rootfs is built from /etc/apt/sources.list.d/debian.sources of a Debian host"
+    sed "/^Suites:/s/\b$host\b/$1/g" /etc/apt/sources.list.d/debian.sources
+}
+
+# The recipe itself (this function's text and e2e_sources), the suite and the package list
+# key the cache: change any of them and a new rootfs is built.
 e2e_mmdebstrap() {
-    local dest=$1 mask
+    local dest=$1 mask src rc=0
     mask=$(printf ' %s' "${E2E_MASK[@]}")
+    # The file's name becomes the rootfs's sources file name.
+    src=$(mktemp -d)/debian.sources
+    e2e_sources "$E2E_SUITE" >"$src"
     mmdebstrap --variant=apt --quiet \
         --include="$(
             IFS=,
@@ -49,12 +76,14 @@ e2e_mmdebstrap() {
         --customize-hook='truncate -s0 "$1/etc/machine-id"' \
         --customize-hook='mkdir -p "$1/var/log/journal"' \
         --customize-hook='rm -f "$1/var/cache/apt/archives/"*.deb' \
-        "$E2E_SUITE" "$dest" /etc/apt/sources.list.d/debian.sources
+        "$E2E_SUITE" "$dest" "$src" || rc=$?
+    rm -rf "${src%/*}"
+    return "$rc"
 }
 
 e2e_rootfs_key() {
     {
-        declare -f e2e_mmdebstrap
+        declare -f e2e_mmdebstrap e2e_sources
         echo "$E2E_SUITE ${E2E_PACKAGES[*]} ${E2E_MASK[*]}"
     } | sha256sum | cut -c1-16
 }
@@ -312,9 +341,33 @@ ct_copy_in() {
 
 E2E_VERSIONS=$E2E_CACHE/versions
 
-# ct_version_cache <version>: the cache file of that version for the package under test.
+# ct_version_cache <version> [suite]: the cache file of that version for the package under
+# test, built on that suite (default: the container's).
 ct_version_cache() {
-    echo "$E2E_VERSIONS/actual-$1-$E2E_SUITE-${E2E_DEB_KEY:?E2E_DEB_KEY is set by tests/e2e/run}.tar.zst"
+    echo "$E2E_VERSIONS/actual-$1-${2:-$E2E_SUITE}-${E2E_DEB_KEY:?E2E_DEB_KEY is set by tests/e2e/run}.tar.zst"
+}
+
+# The suites whose built trees the container's suite can use, its own first. A tree built
+# on bookworm runs on trixie (its native modules need glibc 2.36 and bookworm's libstdc++,
+# and trixie's are newer and backward compatible), so a trixie scenario reuses what the
+# bookworm scenarios of the run built instead of compiling better-sqlite3 again; never the
+# other way round.
+e2e_tree_suites() {
+    case $E2E_SUITE in
+    trixie) echo trixie bookworm ;;
+    *) echo "$E2E_SUITE" ;;
+    esac
+}
+
+# ct_version_cache_found <version>: the first cache file of that version a suite of
+# e2e_tree_suites has; fails when none has one.
+ct_version_cache_found() {
+    local s f
+    for s in $(e2e_tree_suites); do
+        f=$(ct_version_cache "$1" "$s")
+        [[ -f $f ]] && { echo "$f"; return 0; }
+    done
+    return 1
 }
 
 # ct_export_version <version>: put the container's installed tree of <version> into the
@@ -351,14 +404,13 @@ ct_export_version() {
 # when `abssctl version list` does not then report it installed.
 ct_seed_version() {
     local v=$1 f t0=$SECONDS
-    f=$(ct_version_cache "$v")
-    if [[ -f $f ]]; then
+    if f=$(ct_version_cache_found "$v"); then
         # --skip-old-files: a runtime the container already has (from another version) is
         # in use; it is the same tree, so it stays as it is.
         zstd -q -d -c "$f" | tar -C "$CT_MERGED" --numeric-owner --xattrs --skip-old-files -xpf - ||
             die "unpacking $f failed"
         touch "$f"
-        log "seeded Actual $v from the cache in $((SECONDS - t0)) s"
+        log "seeded Actual $v from the cache in $((SECONDS - t0)) s ($(basename "$f"))"
     else
         in_ct abssctl version install "$v" >&2 || return 1
         log "installed Actual $v for real in $((SECONDS - t0)) s (not cached yet)"
@@ -373,16 +425,24 @@ ct_seed_version() {
 # command builds (e.g. an npm install), cached by <name> and a hash of <key-text>: unpacked
 # when cached, else built by running <command> inside and then cached.
 ct_cached() {
-    local name=$1 keytext=$2 dir=$3 key f tmp
+    local name=$1 keytext=$2 dir=$3 key f tmp s
     shift 3
-    key=$(printf '%s\n%s' "$E2E_SUITE" "$keytext" | sha256sum | cut -c1-16)
-    f=$E2E_VERSIONS/$name-$key.tar.zst
+    # Reuse what a suite of e2e_tree_suites built (see there); build on this one otherwise.
+    for s in $(e2e_tree_suites); do
+        key=$(printf '%s\n%s' "$s" "$keytext" | sha256sum | cut -c1-16)
+        f=$E2E_VERSIONS/$name-$key.tar.zst
+        [[ -f $f ]] && break
+    done
+    if [[ ! -f $f ]]; then
+        key=$(printf '%s\n%s' "$E2E_SUITE" "$keytext" | sha256sum | cut -c1-16)
+        f=$E2E_VERSIONS/$name-$key.tar.zst
+    fi
     mkdir -p "$E2E_VERSIONS"
     if [[ -f $f ]]; then
         zstd -q -d -c "$f" | tar -C "$CT_MERGED" --numeric-owner --xattrs -xpf - ||
             die "unpacking $f failed"
         touch "$f"
-        log "$name: from the cache"
+        log "$name: from the cache ($(basename "$f"))"
         return 0
     fi
     "$@" || return 1
