@@ -25,9 +25,9 @@ E2E_SUITE=${E2E_SUITE:-bookworm}
 # dialog, python3-dialog (what confconsole's console runs) and tmux: the real dialog walk
 # of the confconsole plugin in scenario 74.
 # The same names on both suites. tzdata: in the container nspawn bind-mounts the host's
-# /etc/localtime, so tzdata's postinst cannot replace it there (trixie's python3.13 asks for it
-# in); installed while the rootfs is built, it never has to be installed inside.
-E2E_PACKAGES=(systemd systemd-sysv dbus nginx tar zstd g++ make python3 procps curl
+# /etc/localtime, so tzdata's postinst cannot replace it there (trixie's python3.13 depends
+# on it); installed while the rootfs is built, it never has to be installed inside.
+E2E_PACKAGES=(systemd systemd-sysv dbus nginx passwd tar zstd g++ make python3 procps curl
     ca-certificates openssl man-db bash-completion jq iproute2 less dialog python3-dialog tmux
     tzdata)
 # Timers that fire at first boot and race the test's dpkg for its lock, and a getty that

@@ -61,6 +61,19 @@ check "systemd 257 accepts the shipped units (systemd-analyze verify)" in_ct_sh 
         abssctl-update-check.timer abssctl-update-check.service 2>&1 | { ! grep -v -e "instance.env" -e "^$"; }'
 check "the stock nginx configuration is clean before abssctl adds anything" nginx_clean
 
+# The confconsole plugin and the inithook helper on trixie's Python 3.13: their CPU-tier
+# tests (fakes of abssctl and of TurnKey's libraries, stdlib only) run by the container's
+# python3 instead of the host's 3.11, warnings as errors; in the background (they need
+# nothing of the rest), their result checked at the end.
+mkdir -p "$CT_SHARE/py/tests"
+cp -a "$REPO_ROOT/confconsole" "$REPO_ROOT/inithooks" "$REPO_ROOT/Cargo.toml" "$CT_SHARE/py/"
+cp -a "$REPO_ROOT/tests/confconsole" "$REPO_ROOT/tests/inithooks" "$CT_SHARE/py/tests/"
+in_ct_sh 'cd /share/py && export PYTHONDONTWRITEBYTECODE=1
+    python3 -c "import sys; print(sys.version); assert sys.version_info[:2] == (3, 13)"
+    python3 -W error -m unittest discover -s tests/confconsole
+    python3 -W error -m unittest discover -s tests/inithooks -p "test_*.py"' >"$CT_SHARE/py.out" 2>&1 &
+py_pid=$!
+
 step "remove keeps the state, a reinstall finds it"
 in_ct_sh 'mkdir -p /var/lib/abssctl/registry && echo "marker: 1" > /var/lib/abssctl/registry/e2e-marker.yml'
 check "apt-get remove abssctl" apt_ct remove abssctl
@@ -130,6 +143,10 @@ if in_ct abssctl doctor --help >/dev/null 2>&1; then
 else
     log "abssctl doctor does not exist in this build: skipped"
 fi
+
+step "the confconsole plugin's and the inithook helper's tests on Python 3.13"
+wait "$py_pid" && py_rc=0 || py_rc=$?
+check "python3 is 3.13 and both test suites pass with -W error" sh -c "cat '$CT_SHARE/py.out'; exit $py_rc"
 
 step "purge keeps instance data"
 check "apt-get purge abssctl" apt_ct purge abssctl
