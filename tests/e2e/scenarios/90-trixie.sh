@@ -66,7 +66,7 @@ check "the stock nginx configuration is clean before abssctl adds anything" ngin
 # python3 instead of the host's 3.11, warnings as errors; in the background (they need
 # nothing of the rest), their result checked at the end.
 mkdir -p "$CT_SHARE/py/tests"
-cp -a "$REPO_ROOT/confconsole" "$REPO_ROOT/inithooks" "$REPO_ROOT/Cargo.toml" "$CT_SHARE/py/"
+cp -a "$REPO_ROOT/confconsole" "$REPO_ROOT/inithooks" "$REPO_ROOT/debian" "$REPO_ROOT/Cargo.toml" "$CT_SHARE/py/"
 cp -a "$REPO_ROOT/tests/confconsole" "$REPO_ROOT/tests/inithooks" "$CT_SHARE/py/tests/"
 in_ct_sh 'cd /share/py && export PYTHONDONTWRITEBYTECODE=1
     python3 -c "import sys; print(sys.version); assert sys.version_info[:2] == (3, 13)"
