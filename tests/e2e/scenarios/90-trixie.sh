@@ -95,6 +95,19 @@ check "the vhost uses 'http2 on;' and no 'listen ... http2'" in_ct_sh '
     f=/etc/nginx/sites-available/abssctl-budget.conf
     grep -Eq "^\s*http2 on;" $f && ! grep -Eq "^\s*listen .*http2" $f'
 check "nginx -t: no warning" nginx_clean
+# The control: the nginx 1.22 form in a server of its own makes nginx_clean fail here.
+in_ct_sh 'cat > /etc/nginx/conf.d/e2e-old-http2.conf <<CONF
+server { listen 8445 ssl http2; server_name old.e2e.test;
+    ssl_certificate /etc/ssl/private/cert.crt; ssl_certificate_key /etc/ssl/private/cert.key; }
+CONF'
+# old_form_warns: nginx_clean fails, and for the deprecated listen parameter.
+old_form_warns() {
+    local out
+    out=$(nginx_clean) && { echo "nginx_clean passed: $out"; return 1; }
+    grep -q 'listen \.\.\. http2.*deprecated' <<<"$out" || { echo "$out"; return 1; }
+}
+check "control: 'listen ... http2' makes nginx -t warn (deprecated) on nginx $ngx" old_form_warns
+in_ct rm /etc/nginx/conf.d/e2e-old-http2.conf
 check "HTTP/2 is negotiated through the vhost" in_ct_sh \
     "curl -sS --http2 -o /dev/null -w '%{http_version}' --cacert /root/e2e-ca.crt https://$DOMAIN/health | grep -qx 2"
 score=$(in_ct systemd-analyze security actual-sync@budget.service 2>/dev/null |
