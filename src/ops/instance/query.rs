@@ -108,46 +108,66 @@ fn installed_version(layout: &Layout, binding: &VersionBinding) -> Result<Option
 /// What systemd said about the units (`None`: it could not be asked).
 type Live = Option<Vec<UnitStatus>>;
 
-/// The health of each instance (by name): only the active ones are probed, all at once.
-/// `warnings` gets one line per probe that failed as a bug (a panic), never per timeout:
-/// a timeout is a fact about the server and is its `health`.
+/// The health probes of every instance, started at once on their own thread, BEFORE
+/// systemd is asked: the probes wait on the instances' servers and the status read on
+/// systemd, so the two overlap and the list costs the longer of them, not their sum.
+/// Instances that turn out not to be active are probed too (a refused loopback connect,
+/// microseconds) and their answers dropped; a foreign process hung on a stopped
+/// instance's port can make the list wait one probe timeout, never more.
+fn start_probes(
+    entries: &[&InstanceEntry],
+) -> std::thread::JoinHandle<HashMap<String, Outcome<bool>>> {
+    let probes: Vec<Probe<bool>> = entries
+        .iter()
+        .map(|e| {
+            let port = e.port;
+            Probe::new(e.name.clone(), LIST_PROBE_TIMEOUT, move || {
+                probe_health_within(port, LIST_PROBE_IO_TIMEOUT)
+            })
+        })
+        .collect();
+    std::thread::spawn(move || {
+        let names: Vec<String> = probes.iter().map(|p| p.id.clone()).collect();
+        let at_once = probes.len().min(LIST_PROBES_AT_ONCE);
+        names
+            .into_iter()
+            .zip(probe::run_all(probes, at_once))
+            .collect()
+    })
+}
+
+/// The health of each instance (by name) from systemd's view and the probes: `stopped`
+/// unless active, else what its probe found. `warnings` gets one line per probe that
+/// failed as a bug (a panic), never per timeout: a timeout is a fact about the server and
+/// is its `health`.
 fn healths(
     entries: &[&InstanceEntry],
-    live: &Live,
+    live: &[UnitStatus],
+    probes: std::thread::JoinHandle<HashMap<String, Outcome<bool>>>,
     warnings: &mut Vec<String>,
 ) -> HashMap<String, &'static str> {
+    let mut outcomes = probes.join().unwrap_or_else(|_| {
+        warnings.push("the health probes failed (a bug); health is unknown".into());
+        HashMap::new()
+    });
     let mut out = HashMap::new();
-    let Some(live) = live else {
-        return out;
-    };
-    let mut probes = Vec::new();
     for e in entries {
         let unit = Layout::unit_name(&e.name);
         let active = live
             .iter()
             .any(|s| s.unit == unit && s.active_state == "active");
-        if active {
-            let port = e.port;
-            probes.push(Probe::new(e.name.clone(), LIST_PROBE_TIMEOUT, move || {
-                probe_health_within(port, LIST_PROBE_IO_TIMEOUT)
-            }));
-        } else {
-            out.insert(e.name.clone(), "stopped");
-        }
-    }
-    let names: Vec<String> = probes.iter().map(|p| p.id.clone()).collect();
-    let at_once = probes.len().min(LIST_PROBES_AT_ONCE);
-    for (name, outcome) in names.into_iter().zip(probe::run_all(probes, at_once)) {
-        let health = match outcome {
-            Outcome::Done { value: true, .. } => "up",
-            Outcome::Done { value: false, .. } => "down",
-            Outcome::TimedOut { .. } => "timeout",
-            Outcome::Panicked(why) => {
-                warnings.push(format!("the health probe of '{name}' failed: {why}"));
+        let health = match outcomes.remove(&e.name) {
+            _ if !active => "stopped",
+            Some(Outcome::Done { value: true, .. }) => "up",
+            Some(Outcome::Done { value: false, .. }) => "down",
+            Some(Outcome::TimedOut { .. }) => "timeout",
+            Some(Outcome::Panicked(why)) => {
+                warnings.push(format!("the health probe of '{}' failed: {why}", e.name));
                 "unknown"
             }
+            None => "unknown",
         };
-        out.insert(name, health);
+        out.insert(e.name.clone(), health);
     }
     out
 }
@@ -220,6 +240,7 @@ fn views(
     entries: &[&InstanceEntry],
 ) -> Result<(Vec<InstanceView>, Vec<String>)> {
     let units: Vec<String> = entries.iter().map(|e| Layout::unit_name(&e.name)).collect();
+    let probes = start_probes(entries);
     let mut warnings = Vec::new();
     let live: Live = match sd.unit_status(&units) {
         Ok(l) => Some(l),
@@ -235,7 +256,12 @@ fn views(
     // update fields empty (a read command does not fail over a hint).
     let updates = crate::ops::updates::read_record(ctx);
     let versions = versions(&ctx.layout, entries)?;
-    let healths = healths(entries, &live, &mut warnings);
+    // Without systemd's view there is no telling which answers count: health stays null
+    // and the probes are not waited for (their threads end with the command).
+    let healths = match &live {
+        Some(l) => healths(entries, l, probes, &mut warnings),
+        None => HashMap::new(),
+    };
     let list = entries
         .iter()
         .map(|e| {
