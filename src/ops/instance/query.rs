@@ -180,10 +180,10 @@ fn versions(
 ) -> Result<HashMap<String, Option<String>>> {
     let mut out = HashMap::new();
     for e in entries {
-        let key = e.version_binding.to_string();
-        if !out.contains_key(&key) {
-            let v = installed_version(layout, &e.version_binding)?;
-            out.insert(key, v);
+        if let std::collections::hash_map::Entry::Vacant(slot) =
+            out.entry(e.version_binding.to_string())
+        {
+            slot.insert(installed_version(layout, &e.version_binding)?);
         }
     }
     Ok(out)
