@@ -261,7 +261,12 @@ pub fn execute(
         }
         if ctx.globals.dry_run {
             tracing::debug!("dry run: not writing the operations log");
-        } else if let Err(e) = sys::audit::append(&ctx.layout.operations_log, &record) {
+        } else if let Err(e) = sys::audit::append(
+            &ctx.layout.operations_log,
+            &record,
+            // Durable when the command planned a change (even one rolled back) or made one.
+            changed || !ctx.op.planned.is_empty(),
+        ) {
             if sys::privilege::is_root() {
                 let warning = format!("could not write the operations log: {e:#}");
                 render(&globals, Outcome::Warning(&warning));

@@ -330,7 +330,12 @@ pub fn journal_tail(unit: &str) -> String {
 
 /// Probe GET /health once.
 pub fn probe_health(port: u16) -> bool {
-    matches!(sys::http::get(port, "/health", PROBE_TIMEOUT),
+    probe_health_within(port, PROBE_TIMEOUT)
+}
+
+/// Probe GET /health once, each socket operation bounded by `timeout`.
+pub fn probe_health_within(port: u16, timeout: Duration) -> bool {
+    matches!(sys::http::get(port, "/health", timeout),
         Ok(r) if r.status == 200 && r.body.contains("UP"))
 }
 

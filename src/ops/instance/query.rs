@@ -1,19 +1,46 @@
 //! Read-only instance commands: list, show, status, env, logs. The registry is joined with
 //! live systemd state read in ONE batch (ListUnitsByNames + concurrent property reads on one
-//! D-Bus connection), so 50 instances cost one round of D-Bus calls, not 50 processes.
+//! D-Bus connection), so 50 instances cost one round of D-Bus calls, not 50 processes; the
+//! health of every running instance is read through the probe engine ([`crate::ops::probe`])
+//! all at once, so the list costs the slowest answer, and a hung server one probe timeout.
 
-use super::{find, probe_health, resolve_version};
+use super::{find, probe_health_within, resolve_version};
 use crate::domain::instance as inst;
 use crate::domain::layout::Layout;
 use crate::domain::state::{InstanceEntry, State, TlsSource, VersionBinding};
 use crate::domain::updates::UpdatesRecord;
 use crate::domain::validate;
 use crate::ops::Ctx;
+use crate::ops::probe::{self, Outcome, Probe};
 use crate::sys;
 use crate::sys::systemd::{LazySystemd, Systemd, UnitStatus};
 use anyhow::Result;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long `list`/`status` wait for one instance's GET /health. A healthy server answers
+/// on loopback in a few milliseconds (benches/list.sh), so half a second is a hundred
+/// times that: a server that has not answered by then is stuck (accepted the connection,
+/// never answered), not slow, and a read command (the confconsole menu, `status` in a
+/// shell loop) should not wait the 2 s the start gate allows ([`super::PROBE_TIMEOUT`]).
+/// Such a server is reported as `health: "timeout"`.
+pub const LIST_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The socket timeouts inside a list probe: past the engine's deadline, so that a hung
+/// server is reported by the engine as timed out (never as `down` by a read timeout that
+/// happened to fire first); the abandoned probe thread ends on it shortly after, or when
+/// the command exits.
+const LIST_PROBE_IO_TIMEOUT: Duration = Duration::from_millis(750);
+
+/// How many health probes run at once. Each is a loopback request that waits on ANOTHER
+/// process (the instance's Node server): abssctl's own share is a thread and a few
+/// syscalls, so running all of them at once costs no CPU worth counting while the servers
+/// answer in parallel. With every running instance probed at once, any number of hung
+/// servers costs one timeout; the cap only bounds the threads on a box with very many
+/// instances (beyond it, hung servers cost one timeout per round of this size).
+const LIST_PROBES_AT_ONCE: usize = 64;
 
 /// One instance: what the registry says and what is live (the `--json` contract of
 /// list/show/status).
@@ -39,7 +66,10 @@ pub struct InstanceView {
     pub main_pid: Option<u32>,
     pub restarts: Option<u32>,
     pub memory_bytes: Option<u64>,
-    /// `up` (GET /health answered), `down` (running but not answering), `stopped`.
+    /// `up` (GET /health answered UP), `down` (running, but refused the connection or
+    /// answered something else), `timeout` (accepted, no answer within
+    /// [`LIST_PROBE_TIMEOUT`]: a hung server), `unknown` (the probe itself failed),
+    /// `stopped` (not active). Null when systemd could not be asked.
     pub health: Option<&'static str>,
     pub tls_source: Option<TlsSource>,
     #[serde(with = "time::serde::rfc3339")]
@@ -78,12 +108,94 @@ fn installed_version(layout: &Layout, binding: &VersionBinding) -> Result<Option
 /// What systemd said about the units (`None`: it could not be asked).
 type Live = Option<Vec<UnitStatus>>;
 
-fn view(
+/// The health probes of every instance, started at once on their own thread, BEFORE
+/// systemd is asked: the probes wait on the instances' servers and the status read on
+/// systemd, so the two overlap and the list costs the longer of them, not their sum.
+/// Instances that turn out not to be active are probed too (a refused loopback connect,
+/// microseconds) and their answers dropped; a foreign process hung on a stopped
+/// instance's port can make the list wait one probe timeout, never more.
+fn start_probes(
+    entries: &[&InstanceEntry],
+) -> std::thread::JoinHandle<HashMap<String, Outcome<bool>>> {
+    let probes: Vec<Probe<bool>> = entries
+        .iter()
+        .map(|e| {
+            let port = e.port;
+            Probe::new(e.name.clone(), LIST_PROBE_TIMEOUT, move || {
+                probe_health_within(port, LIST_PROBE_IO_TIMEOUT)
+            })
+        })
+        .collect();
+    std::thread::spawn(move || {
+        let names: Vec<String> = probes.iter().map(|p| p.id.clone()).collect();
+        let at_once = probes.len().min(LIST_PROBES_AT_ONCE);
+        names
+            .into_iter()
+            .zip(probe::run_all(probes, at_once))
+            .collect()
+    })
+}
+
+/// The health of each instance (by name) from systemd's view and the probes: `stopped`
+/// unless active, else what its probe found. `warnings` gets one line per probe that
+/// failed as a bug (a panic), never per timeout: a timeout is a fact about the server and
+/// is its `health`.
+fn healths(
+    entries: &[&InstanceEntry],
+    live: &[UnitStatus],
+    probes: std::thread::JoinHandle<HashMap<String, Outcome<bool>>>,
+    warnings: &mut Vec<String>,
+) -> HashMap<String, &'static str> {
+    let mut outcomes = probes.join().unwrap_or_else(|_| {
+        warnings.push("the health probes failed (a bug); health is unknown".into());
+        HashMap::new()
+    });
+    let mut out = HashMap::new();
+    for e in entries {
+        let unit = Layout::unit_name(&e.name);
+        let active = live
+            .iter()
+            .any(|s| s.unit == unit && s.active_state == "active");
+        let health = match outcomes.remove(&e.name) {
+            _ if !active => "stopped",
+            Some(Outcome::Done { value: true, .. }) => "up",
+            Some(Outcome::Done { value: false, .. }) => "down",
+            Some(Outcome::TimedOut { .. }) => "timeout",
+            Some(Outcome::Panicked(why)) => {
+                warnings.push(format!("the health probe of '{}' failed: {why}", e.name));
+                "unknown"
+            }
+            None => "unknown",
+        };
+        out.insert(e.name.clone(), health);
+    }
+    out
+}
+
+/// The installed version of each distinct binding, read once: 50 instances bound to
+/// `current` cost one link and one manifest read, not fifty.
+fn versions(
     layout: &Layout,
+    entries: &[&InstanceEntry],
+) -> Result<HashMap<String, Option<String>>> {
+    let mut out = HashMap::new();
+    for e in entries {
+        if let std::collections::hash_map::Entry::Vacant(slot) =
+            out.entry(e.version_binding.to_string())
+        {
+            slot.insert(installed_version(layout, &e.version_binding)?);
+        }
+    }
+    Ok(out)
+}
+
+fn view(
     e: &InstanceEntry,
     live: &Live,
+    health: Option<&'static str>,
+    version: Option<String>,
     updates: Option<&UpdatesRecord>,
-) -> Result<InstanceView> {
+) -> InstanceView {
     let unit = Layout::unit_name(&e.name);
     // A unit systemd does not list is one it does not know: all defaults ("", 0).
     let st = live.as_ref().map(|l| {
@@ -92,17 +204,8 @@ fn view(
             .cloned()
             .unwrap_or_default()
     });
-    let health = st.as_ref().map(|st| {
-        let active = st.active_state == "active";
-        match (active, active && probe_health(e.port)) {
-            (true, true) => "up",
-            (true, false) => "down",
-            _ => "stopped",
-        }
-    });
     let st = st.as_ref();
-    let version = installed_version(layout, &e.version_binding)?;
-    Ok(InstanceView {
+    InstanceView {
         update_available: updates.and_then(|u| u.update_for(version.as_deref())),
         version,
         name: e.name.clone(),
@@ -124,7 +227,7 @@ fn view(
         tls_source: e.tls_source,
         created_at: e.created_at,
         last_changed: e.last_changed,
-    })
+    }
 }
 
 /// Registry entries joined with one batched status read. Reading is not changing: when
@@ -137,6 +240,7 @@ fn views(
     entries: &[&InstanceEntry],
 ) -> Result<(Vec<InstanceView>, Vec<String>)> {
     let units: Vec<String> = entries.iter().map(|e| Layout::unit_name(&e.name)).collect();
+    let probes = start_probes(entries);
     let mut warnings = Vec::new();
     let live: Live = match sd.unit_status(&units) {
         Ok(l) => Some(l),
@@ -151,20 +255,41 @@ fn views(
     // The last recorded update check: a missing or unreadable file only leaves the
     // update fields empty (a read command does not fail over a hint).
     let updates = crate::ops::updates::read_record(ctx);
+    let versions = versions(&ctx.layout, entries)?;
+    // Without systemd's view there is no telling which answers count: health stays null
+    // and the probes are not waited for (their threads end with the command).
+    let healths = match &live {
+        Some(l) => healths(entries, l, probes, &mut warnings),
+        None => HashMap::new(),
+    };
     let list = entries
         .iter()
-        .map(|e| view(&ctx.layout, e, &live, updates.as_ref()))
-        .collect::<Result<_>>()?;
+        .map(|e| {
+            let health = live
+                .as_ref()
+                .map(|_| healths.get(&e.name).copied().unwrap_or("unknown"));
+            let version = versions
+                .get(&e.version_binding.to_string())
+                .cloned()
+                .flatten();
+            view(e, &live, health, version, updates.as_ref())
+        })
+        .collect();
     Ok((list, warnings))
 }
 
 /// Every instance (no lock: the registry is replaced by rename, a reader sees a whole
 /// file; works unprivileged).
 pub fn list(ctx: &mut Ctx) -> Result<ListResult> {
+    list_with(ctx, &LazySystemd::new())
+}
+
+/// [`list`] against a given systemd (tests pass a stand-in; the health probes are real).
+pub fn list_with(ctx: &mut Ctx, sd: &dyn Systemd) -> Result<ListResult> {
     let state = State::load(&ctx.layout)?;
     let mut entries: Vec<&InstanceEntry> = state.instances.iter().collect();
     entries.sort_by(|a, b| a.name.cmp(&b.name));
-    let (instances, warnings) = views(ctx, &LazySystemd::new(), &entries)?;
+    let (instances, warnings) = views(ctx, sd, &entries)?;
     ctx.op.warnings.extend(warnings.clone());
     Ok(ListResult {
         instances,
@@ -174,11 +299,20 @@ pub fn list(ctx: &mut Ctx) -> Result<ListResult> {
 
 /// One instance, and what could not be read (see [`views`]).
 pub fn show(ctx: &mut Ctx, name: &str) -> Result<(InstanceView, Vec<String>)> {
+    show_with(ctx, &LazySystemd::new(), name)
+}
+
+/// [`show`] against a given systemd (see [`list_with`]).
+pub fn show_with(
+    ctx: &mut Ctx,
+    sd: &dyn Systemd,
+    name: &str,
+) -> Result<(InstanceView, Vec<String>)> {
     validate::instance_name(name)?;
     sys::logging::set_instance(name);
     let state = State::load(&ctx.layout)?;
     let e = find(&state, name)?;
-    let (mut list, warnings) = views(ctx, &LazySystemd::new(), &[e])?;
+    let (mut list, warnings) = views(ctx, sd, &[e])?;
     ctx.op.warnings.extend(warnings.clone());
     Ok((list.remove(0), warnings))
 }
