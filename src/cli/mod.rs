@@ -9,6 +9,7 @@ use std::path::PathBuf;
 pub mod backup;
 pub mod backup_schedule;
 pub mod config;
+pub mod doctor;
 pub mod firstboot;
 pub mod generate;
 pub mod instance;
@@ -87,6 +88,8 @@ pub enum Command {
     /// Check, install and show the certificates instances serve.
     #[command(subcommand)]
     Tls(tls::TlsCmd),
+    /// Check everything abssctl depends on; exit with the worst finding (docs/doctor.md).
+    Doctor(doctor::DoctorCli),
     #[command(flatten)]
     InstanceShortcut(instance::Shortcut),
 }
@@ -103,6 +106,7 @@ impl Command {
             Command::Upgrade(_) => "upgrade".to_string(),
             Command::Firstboot(_) => "firstboot".to_string(),
             Command::Tls(c) => format!("tls {}", c.name()),
+            Command::Doctor(_) => "doctor".to_string(),
             Command::InstanceShortcut(c) => format!("instance {}", c.name()),
         }
     }
@@ -196,6 +200,7 @@ pub fn dispatch(ctx: &mut crate::ops::Ctx, command: &Command) -> anyhow::Result<
         Command::Upgrade(u) => upgrade::run(ctx, u),
         Command::Firstboot(c) => firstboot::run(ctx, c),
         Command::Tls(c) => tls::run(ctx, c),
+        Command::Doctor(c) => doctor::run(ctx, c),
         Command::InstanceShortcut(c) => instance::run_shortcut(ctx, c),
     }
 }

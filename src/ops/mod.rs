@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub mod backup;
 pub mod config_show;
+pub mod doctor;
 pub mod firstboot;
 pub mod instance;
 pub mod ports;
