@@ -185,10 +185,15 @@ fn unit(facts: &Arc<Facts>, e: &InstanceEntry) -> Check {
             let c = Category::Systemd;
             let unit = Layout::unit_name(name);
             let Some(st) = f.unit(name) else {
+                // The drop-in can still be compared without systemd.
+                let edited = match dropin_drift(&f.layout, &entry) {
+                    Ok(true) => "; its drop-in was edited by hand",
+                    _ => "",
+                };
                 return Finding::yellow(
                     id2,
                     c,
-                    format!("{unit}: systemd could not be asked"),
+                    format!("{unit}: systemd could not be asked{edited}"),
                     "see env.systemd",
                 );
             };
