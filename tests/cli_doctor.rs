@@ -7,6 +7,9 @@
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
 mod common;
+mod nginx_support;
+#[path = "tls_support/mod.rs"]
+mod support;
 use common::{dropin_as_rendered, machine, registry_file, registry_with_budget, without_systemd};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
@@ -392,4 +395,65 @@ fn systemd_out_of_reach_is_env_red_exit_3() {
     let (rc, v) = doctor(t.path(), &["--only", "env"]);
     assert_eq!(status(&v, "env.systemd"), "red", "{v:#}");
     assert!(rc >= 3, "{rc}");
+}
+
+#[test]
+fn certificates_expired_or_with_a_foreign_key_are_tls_red() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    budget(root);
+    support::system_cert(root, "budget.example.org");
+    let (rc, v) = doctor(root, &["--only", "tls"]);
+    assert_eq!((rc, status(&v, "tls.budget")), (0, "green".into()), "{v:#}");
+    let dir = root.join("etc/ssl/private");
+    let work = tempfile::tempdir().unwrap();
+    // A key of another certificate.
+    let (_, other_key) = support::pair(work.path(), "other", "rsa", "budget.example.org");
+    std::fs::copy(&other_key, dir.join("cert.key")).unwrap();
+    let cert_only = std::fs::read_to_string(dir.join("cert.crt")).unwrap();
+    let other = std::fs::read_to_string(&other_key).unwrap();
+    std::fs::write(dir.join("cert.pem"), format!("{cert_only}{other}")).unwrap();
+    let (rc, v) = doctor(root, &["--only", "tls"]);
+    assert_eq!((rc, status(&v, "tls.budget")), (3, "red".into()), "{v:#}");
+    support::no_pem(&v.to_string());
+    // Expired.
+    let (c, k) = support::expired(work.path(), "budget.example.org");
+    let mut pem = std::fs::read(&c).unwrap();
+    pem.extend(std::fs::read(&k).unwrap());
+    std::fs::write(dir.join("cert.pem"), pem).unwrap();
+    std::fs::copy(&k, dir.join("cert.key")).unwrap();
+    let (rc, v) = doctor(root, &["--only", "tls"]);
+    assert_eq!((rc, status(&v, "tls.budget")), (3, "red".into()), "{v:#}");
+    let msg = probe(&v, "tls.budget")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("expired"), "{msg}");
+}
+
+#[test]
+fn a_deleted_archive_is_backups_red_exit_2() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    budget(root);
+    std::fs::write(root.join("srv/budget/data/account.sqlite"), b"x").unwrap();
+    let out = common::abssctl(root)
+        .args(["backup", "create", "budget", "--json"])
+        .output()
+        .unwrap();
+    let b = common::json_ok(&out);
+    let (rc, v) = doctor(root, &["--only", "backups"]);
+    assert_eq!(
+        (rc, status(&v, "backups.index")),
+        (0, "green".into()),
+        "{v:#}"
+    );
+    let archive = b["path"].as_str().unwrap_or_else(|| panic!("{b:#}"));
+    std::fs::remove_file(archive).unwrap();
+    let (rc, v) = doctor(root, &["--only", "backups"]);
+    assert_eq!(
+        (rc, status(&v, "backups.index")),
+        (2, "red".into()),
+        "{v:#}"
+    );
 }
