@@ -8,6 +8,8 @@
 
 mod common;
 mod nginx_support;
+// The certificate fixtures of cli_tls.rs (made by openssl); not all of their re-exports.
+#[allow(unused_imports)]
 #[path = "tls_support/mod.rs"]
 mod support;
 use common::{dropin_as_rendered, machine, registry_file, registry_with_budget, without_systemd};

@@ -82,13 +82,13 @@ pub fn space(p: &Path) -> Option<Space> {
     let mut cur = Some(p);
     while let Some(c) = cur {
         if let Ok(s) = nix::sys::statvfs::statvfs(c) {
-            let frag = s.fragment_size() as u64;
+            let frag = s.fragment_size();
             return Some(Space {
-                free_bytes: (s.blocks_available() as u64).saturating_mul(frag),
-                total_bytes: (s.blocks() as u64).saturating_mul(frag),
-                free_inodes: s.files_available() as u64,
-                total_inodes: s.files() as u64,
-                fsid: s.filesystem_id() as u64,
+                free_bytes: s.blocks_available().saturating_mul(frag),
+                total_bytes: s.blocks().saturating_mul(frag),
+                free_inodes: s.files_available(),
+                total_inodes: s.files(),
+                fsid: s.filesystem_id(),
             });
         }
         cur = c.parent();

@@ -207,7 +207,7 @@ fn disks(facts: &Arc<Facts>) -> Vec<Check> {
 fn disk_finding(id: String, p: &std::path::Path, s: sys::inspect::Space) -> Finding {
     let bytes = model::free_status(s.free_bytes, s.total_bytes);
     let inodes = model::free_status(s.free_inodes, s.total_inodes);
-    let pct = |a: u64, b: u64| if b == 0 { 100 } else { a * 100 / b };
+    let pct = |a: u64, b: u64| a.saturating_mul(100).checked_div(b).unwrap_or(100);
     let msg = format!(
         "{}: {} MiB free ({}%), {}% of inodes free",
         p.display(),
