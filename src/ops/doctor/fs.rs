@@ -41,14 +41,14 @@ pub fn managed_dirs(l: &Layout) -> Vec<PathBuf> {
     v
 }
 
-/// Trees under which nothing may be group- or world-writable.
-fn trees(l: &Layout) -> Vec<PathBuf> {
+/// Trees under which nothing may be group- or world-writable: abssctl's own, and each
+/// registered instance's directory (never the whole instance root: on TurnKey /srv holds
+/// other applications too, which --fix must not touch).
+fn trees(facts: &Facts) -> Vec<PathBuf> {
+    let l = &facts.layout;
     let mut v = managed_dirs(l);
-    v.extend([
-        l.install_root.clone(),
-        l.instance_root.clone(),
-        l.templates_dir.clone(),
-    ]);
+    v.extend([l.install_root.clone(), l.templates_dir.clone()]);
+    v.extend(facts.instances().iter().map(|e| l.instance_dir(&e.name)));
     v.sort();
     v.dedup();
     v
@@ -84,7 +84,7 @@ pub fn bad_modes(facts: &Facts) -> (Vec<BadMode>, bool) {
     let mut out = Vec::new();
     let mut cut = false;
     let mut seen = HashSet::new();
-    for t in trees(&facts.layout) {
+    for t in trees(facts) {
         let (found, c) = sys::inspect::writable_entries(&t, TREE_LIMIT);
         cut |= c;
         for p in found {
