@@ -8,45 +8,45 @@ use crate::ops::Ctx;
 use crate::sys;
 use std::sync::Arc;
 
-/// The programs abssctl runs (backups use the zstd and tar formats through libraries, but
-/// an operator restoring by hand needs the tools; nginx serves every instance).
-pub const TOOLS: [&str; 3] = ["tar", "zstd", "nginx"];
-
-pub fn checks(ctx: &Ctx, facts: &Arc<Facts>) -> Vec<Check> {
-    let mut v = vec![
-        Check::one(
-            "env.tools",
-            Category::Env,
-            facts.timeout(FILE_TIMEOUT),
-            tools,
-        ),
-        systemd(facts),
-    ];
-    v.extend(runtimes(ctx, facts));
-    v.push(config(ctx, facts));
-    v.push(updates(ctx, facts));
-    v
-}
+/// The programs abssctl needs: nginx serves every instance, tar is a dependency of the
+/// package (an operator unpacks a backup with it). zstd is only recommended (abssctl
+/// compresses through a library; restoring by hand needs the tool): missing is yellow.
+pub const TOOLS: [&str; 2] = ["tar", "nginx"];
+pub const RECOMMENDED: [&str; 1] = ["zstd"];
 
 fn tools() -> Finding {
-    let missing: Vec<&str> = TOOLS
-        .into_iter()
-        .filter(|t| sys::inspect::which(t).is_none())
-        .collect();
-    if missing.is_empty() {
-        Finding::green(
+    let missing = |list: &[&'static str]| -> Vec<&'static str> {
+        list.iter()
+            .copied()
+            .filter(|t| sys::inspect::which(t).is_none())
+            .collect()
+    };
+    let (needed, wanted) = (missing(&TOOLS), missing(&RECOMMENDED));
+    if !needed.is_empty() {
+        let all: Vec<&str> = needed.iter().chain(&wanted).copied().collect();
+        return Finding::red(
             "env.tools",
             Category::Env,
-            "tar, zstd and nginx are installed",
-        )
-    } else {
-        Finding::red(
-            "env.tools",
-            Category::Env,
-            format!("not on PATH: {}", missing.join(", ")),
-            format!("install them: apt install {}", missing.join(" ")),
-        )
+            format!("not on PATH: {}", all.join(", ")),
+            format!("install them: apt install {}", all.join(" ")),
+        );
     }
+    if !wanted.is_empty() {
+        return Finding::yellow(
+            "env.tools",
+            Category::Env,
+            format!(
+                "not on PATH: {} (needed to unpack a backup by hand)",
+                wanted.join(", ")
+            ),
+            format!("apt install {}", wanted.join(" ")),
+        );
+    }
+    Finding::green(
+        "env.tools",
+        Category::Env,
+        "tar, zstd and nginx are installed",
+    )
 }
 
 /// The answer was read before the probes (`Facts::live`); this reports it.
