@@ -14,6 +14,22 @@ use std::sync::Arc;
 pub const TOOLS: [&str; 2] = ["tar", "nginx"];
 pub const RECOMMENDED: [&str; 1] = ["zstd"];
 
+pub fn checks(ctx: &Ctx, facts: &Arc<Facts>) -> Vec<Check> {
+    let mut v = vec![
+        Check::one(
+            "env.tools",
+            Category::Env,
+            facts.timeout(FILE_TIMEOUT),
+            tools,
+        ),
+        systemd(facts),
+    ];
+    v.extend(runtimes(ctx, facts));
+    v.push(config(ctx, facts));
+    v.push(updates(ctx, facts));
+    v
+}
+
 fn tools() -> Finding {
     let missing = |list: &[&'static str]| -> Vec<&'static str> {
         list.iter()
