@@ -117,11 +117,12 @@ pub fn bad_modes(facts: &Facts) -> (Vec<BadMode>, bool) {
     (out, cut)
 }
 
-/// Managed directories that do not exist (made by `--fix`).
+/// Managed directories that do not exist (made by `--fix`). The backups dir is made by
+/// the first backup, so its absence is no finding.
 pub fn missing_dirs(l: &Layout) -> Vec<PathBuf> {
     managed_dirs(l)
         .into_iter()
-        .filter(|d| sys::inspect::meta(d).is_none())
+        .filter(|d| *d != l.backups_root && sys::inspect::meta(d).is_none())
         .collect()
 }
 
