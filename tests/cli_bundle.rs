@@ -469,3 +469,37 @@ fn a_schema1_registry_is_included_and_its_instances_journals_read() {
     );
     assert!(members["journal/abssctl-units.log"].contains("-u abssctl-backup@budget.service"));
 }
+
+/// A broken configuration is when help is most needed: the bundle is still made (on the
+/// defaults, one warning) and holds the broken file, redacted; other commands refuse.
+#[test]
+fn a_broken_config_is_gathered_not_a_refusal() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    planted(root);
+    let cfg = root.join("etc/abssctl/config.yml");
+    write(
+        &cfg,
+        "ports:\n  base: [not a port\nbackups_password: hunter2-broken\n",
+    );
+    let refused = abssctl(root)
+        .args(["--json", "instance", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "a normal command refuses the broken file"
+    );
+    let out = root.join("b.tar.gz");
+    let empty = root.join("emptybin");
+    std::fs::create_dir_all(&empty).unwrap();
+    let made = bundle(root, &empty, &out, &[]);
+    let stderr = String::from_utf8_lossy(&made.stderr).to_string();
+    common::json_ok(&made);
+    assert!(stderr.contains("running on the defaults"), "{stderr}");
+    let (members, _) = unpack(&out);
+    let c = &members["config/config.yml"];
+    assert!(c.contains("[not a port"), "{c}");
+    assert!(!c.contains("hunter2-broken"), "{c}");
+}

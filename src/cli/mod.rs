@@ -10,6 +10,7 @@ pub mod backup;
 pub mod backup_schedule;
 pub mod bundle;
 pub mod config;
+pub mod doctor;
 pub mod firstboot;
 pub mod generate;
 pub mod instance;
@@ -91,6 +92,8 @@ pub enum Command {
     /// Gather config, state, logs and versions into one archive (0600) to send for help,
     /// redacted: no keys, passwords, tokens or environment values (docs/support-bundle.md).
     SupportBundle(bundle::BundleCli),
+    /// Check everything abssctl depends on; exit with the worst finding (docs/doctor.md).
+    Doctor(doctor::DoctorCli),
     #[command(flatten)]
     InstanceShortcut(instance::Shortcut),
 }
@@ -108,6 +111,7 @@ impl Command {
             Command::Firstboot(_) => "firstboot".to_string(),
             Command::Tls(c) => format!("tls {}", c.name()),
             Command::SupportBundle(_) => "support-bundle".to_string(),
+            Command::Doctor(_) => "doctor".to_string(),
             Command::InstanceShortcut(c) => format!("instance {}", c.name()),
         }
     }
@@ -202,6 +206,7 @@ pub fn dispatch(ctx: &mut crate::ops::Ctx, command: &Command) -> anyhow::Result<
         Command::Firstboot(c) => firstboot::run(ctx, c),
         Command::Tls(c) => tls::run(ctx, c),
         Command::SupportBundle(c) => bundle::run(ctx, c),
+        Command::Doctor(c) => doctor::run(ctx, c),
         Command::InstanceShortcut(c) => instance::run_shortcut(ctx, c),
     }
 }

@@ -229,6 +229,10 @@ pub struct ConfigFile {
     /// flag (`--config`), env (ABSSCTL_CONFIG, or ABSSCTL_ROOT relocating the default), default.
     pub source: Source,
     pub loaded: bool,
+    /// Why the file could not be used (only for the commands that run on the defaults
+    /// when it is broken: `doctor` reports it, `support-bundle` still gathers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The configuration plus the source of each key (dotted key name -> source).
@@ -382,6 +386,7 @@ pub fn resolve(
             path: file.map_or(located, |(p, _)| p.to_path_buf()),
             source: located_source,
             loaded: file.is_some(),
+            error: None,
         },
     })
 }

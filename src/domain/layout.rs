@@ -111,6 +111,11 @@ impl Layout {
     pub fn instance_lock(&self, name: &str) -> PathBuf {
         self.locks_dir.join(format!("instance-{name}.lock"))
     }
+    /// The last `abssctl doctor` report (JSON), read by `instance list`, the confconsole
+    /// menu and the support bundle instead of probing again.
+    pub fn doctor_report(&self) -> PathBuf {
+        self.state_dir.join("doctor.json")
+    }
     /// Where an installed Actual version lives.
     pub fn version_dir(&self, version: &str) -> PathBuf {
         self.install_root.join(format!("v{version}"))

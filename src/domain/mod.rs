@@ -4,6 +4,7 @@ pub mod audit;
 pub mod backup;
 pub mod config;
 pub mod default_server;
+pub mod doctor;
 pub mod instance;
 pub mod layout;
 pub mod migrations;

@@ -111,13 +111,8 @@ pub(super) fn gather(ctx: &Ctx, g: &mut Gather, no_redact: bool, now: time::Offs
             instances.extend(parsed.into_iter().map(|i| i.name));
         }
     }
-    // The doctor's last report: `Layout::doctor_report()` once the doctor lands (same path).
-    g.file(
-        "state/doctor.json",
-        &l.state_dir.join("doctor.json"),
-        Format::Json,
-        false,
-    );
+    // The doctor's last report (`abssctl doctor` writes it on every run).
+    g.file("state/doctor.json", &l.doctor_report(), Format::Json, false);
     g.file("state/updates.json", &l.updates_file, Format::Json, true);
     // The backup index (ids, sizes, checksums, results: no data), and any template an
     // operator overrides (what the drop-ins and vhosts were rendered from).

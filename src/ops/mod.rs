@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 pub mod backup;
 pub mod bundle;
 pub mod config_show;
+pub mod doctor;
 pub mod firstboot;
 pub mod instance;
 pub mod ports;
@@ -134,19 +135,46 @@ impl Ctx {
 }
 
 /// Build the context: read config file and ABSSCTL_* environment, merge with flags.
-fn load_context(globals: &Globals, ui: &'static dyn ui::Ui, op: OpState) -> Result<Ctx> {
+/// Commands that must run when the configuration is broken, on the defaults: the doctor
+/// (whose `config.parse` says what is wrong) and the support bundle (which gathers the
+/// broken file for whoever helps). Every other command refuses to start.
+const RUN_ON_A_BROKEN_CONFIG: &[&str] = &["doctor", "support-bundle"];
+
+fn load_context(globals: &Globals, ui: &'static dyn ui::Ui, mut op: OpState) -> Result<Ctx> {
     let env = sys::env::abssctl_vars();
     let overrides = Overrides {
         config_file: globals.config.clone(),
         lock_timeout: globals.lock_timeout,
     };
     let path: PathBuf = config::config_file_path(&overrides, &env);
-    let text = sys::fs::read_optional(&path)?;
-    let resolved = config::resolve(
-        text.as_deref().map(|t| (path.as_path(), t)),
-        &env,
-        &overrides,
-    )?;
+    let loaded = sys::fs::read_optional(&path).and_then(|text| {
+        config::resolve(
+            text.as_deref().map(|t| (path.as_path(), t)),
+            &env,
+            &overrides,
+        )
+    });
+    let resolved = match loaded {
+        Ok(r) => r,
+        Err(e) if RUN_ON_A_BROKEN_CONFIG.contains(&op.command.as_str()) => {
+            // The defaults (and the environment), the file's error kept for the report.
+            // When the environment is what fails, there is nothing to run on.
+            let Ok(mut r) = config::resolve(None, &env, &overrides) else {
+                return Err(e);
+            };
+            let why = error::classify(&e).1;
+            let note = format!(
+                "{} is not used ({why}); running on the defaults",
+                path.display()
+            );
+            tracing::warn!("{note}");
+            op.warnings.push(note);
+            r.file.path = path.clone();
+            r.file.error = Some(why);
+            r
+        }
+        Err(e) => return Err(e),
+    };
     let layout = Layout::new(&resolved.config, &path);
     Ok(Ctx {
         globals: globals.clone(),

@@ -11,6 +11,7 @@ pub mod env;
 pub mod fdwalk;
 pub mod fs;
 pub mod http;
+pub mod inspect;
 pub mod instdir;
 pub mod journal;
 pub mod lock;

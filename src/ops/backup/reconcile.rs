@@ -39,7 +39,7 @@ pub struct ReconcileResult {
 }
 
 /// `<id>.<ext>` -> (id, algorithm).
-fn archive_id(name: &str) -> Option<(String, Algorithm)> {
+pub(crate) fn archive_id(name: &str) -> Option<(String, Algorithm)> {
     [Algorithm::Zstd, Algorithm::Gzip, Algorithm::None]
         .into_iter()
         .find_map(|a| {
@@ -48,7 +48,7 @@ fn archive_id(name: &str) -> Option<(String, Algorithm)> {
         })
 }
 
-fn leftover(name: &str) -> bool {
+pub(crate) fn leftover(name: &str) -> bool {
     (name.starts_with(".abssctl-") && name.ends_with(".partial"))
         || name.starts_with(".abssctl-staging-")
 }
