@@ -6,11 +6,12 @@
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
 mod common;
+// Its command context rooted in a temp dir (the recorded command name does not matter here).
+mod nginx_support;
+use nginx_support::ctx;
 
-use abssctl::domain::config::{self, Config};
 use abssctl::domain::layout::Layout;
 use abssctl::ops::instance::query::{self, LIST_PROBE_TIMEOUT};
-use abssctl::ops::{Ctx, Globals, OpState};
 use abssctl::sys::systemd::{Systemd, TimerStatus, TransientOutcome, TransientSpec, UnitStatus};
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -67,29 +68,6 @@ impl Systemd for Units {
     }
     fn timer_status(&self, _: &[String]) -> anyhow::Result<Vec<TimerStatus>> {
         unreachable!("a read")
-    }
-}
-
-fn ctx(root: &Path) -> Ctx {
-    let cfg = Config {
-        root: root.to_path_buf(),
-        ..Config::default()
-    };
-    Ctx {
-        globals: Globals::default(),
-        ui: &abssctl::ops::ui::Headless,
-        resolved: config::resolve(None, &[], &config::Overrides::default()).unwrap(),
-        layout: Layout::new(&cfg, &root.join("etc/abssctl/config.yml")),
-        op: OpState {
-            op_id: uuid::Uuid::now_v7(),
-            command: "instance list".into(),
-            args: serde_json::Value::Null,
-            target: None,
-            planned: Vec::new(),
-            warnings: Vec::new(),
-            lock_wait: Duration::ZERO,
-            backups: Vec::new(),
-        },
     }
 }
 

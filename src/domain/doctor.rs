@@ -144,11 +144,7 @@ impl Finding {
         message: impl Into<String>,
         remediation: impl Into<String>,
     ) -> Self {
-        Finding {
-            status: Status::Yellow,
-            remediation: remediation.into(),
-            ..Finding::green(id, category, message)
-        }
+        Finding::green(id, category, message).problem(Status::Yellow, remediation)
     }
     pub fn red(
         id: impl Into<String>,
@@ -156,10 +152,14 @@ impl Finding {
         message: impl Into<String>,
         remediation: impl Into<String>,
     ) -> Self {
+        Finding::green(id, category, message).problem(Status::Red, remediation)
+    }
+    /// A finding that is not green carries the next step.
+    fn problem(self, status: Status, remediation: impl Into<String>) -> Self {
         Finding {
-            status: Status::Red,
+            status,
             remediation: remediation.into(),
-            ..Finding::green(id, category, message)
+            ..self
         }
     }
 }
