@@ -67,27 +67,36 @@ in_ct abssctl --json instance list | in_ct jq -e --argjson n "$N" \
 # times.py RUNS CMD...: median/min/max wall ms of RUNS runs (perf_counter around each
 # subprocess, output discarded), after 2 warm-up runs.
 cat >"$CT_SHARE/times.py" <<'EOF'
-import statistics, subprocess, sys, time
+import os, statistics, subprocess, sys, time
 runs, cmd = int(sys.argv[1]), sys.argv[2:]
+# ANY_RC=1: the exit code is part of the result (the doctor exits 4 on a red finding).
+check = os.environ.get("ANY_RC") != "1"
 for _ in range(2):
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=check)
 t = []
 for _ in range(runs):
     s = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=check)
     t.append((time.perf_counter() - s) * 1000)
 print("%.1f %.1f %.1f" % (statistics.median(t), min(t), max(t)))
 EOF
 measure() { in_ct python3 /share/times.py "$RUNS" "$@"; }
 read -r l_med l_min l_max < <(measure abssctl --json instance list)
 read -r s_med s_min s_max < <(measure systemctl list-units --no-pager 'actual-sync@*')
+# The doctor over the same box (every probe, app health of each instance included).
+read -r d_med d_min d_max < <(in_ct env ANY_RC=1 python3 /share/times.py 5 abssctl --json doctor)
+d_rc=$(in_ct_sh 'abssctl --json doctor >/dev/null; echo $?')
 
 pid=$(in_ct systemctl show -P MainPID actual-sync@l1.service)
 in_ct kill -STOP "$pid"
 hung_json=$(in_ct abssctl --json instance list)
 read -r h_med h_min h_max < <(in_ct python3 /share/times.py 5 abssctl --json instance list)
+hung_doctor=$(in_ct_sh 'abssctl --json doctor; true')
+read -r hd_med hd_min hd_max < <(in_ct env ANY_RC=1 python3 /share/times.py 3 abssctl --json doctor)
 in_ct kill -CONT "$pid"
 h1=$(jq -r '.instances[] | select(.name == "l1") | .health' <<<"$hung_json")
+hd1=$(jq -r '.probes[] | select(.id == "app.l1") | "\(.status): \(.message)"' <<<"$hung_doctor")
+hd_rc=$(jq -r .rc <<<"$hung_doctor")
 up=$(jq '[.instances[] | select(.health == "up")] | length' <<<"$hung_json")
 
 printf '%s running instances, %s runs each (median / min / max, ms)\n' "$N" "$RUNS"
@@ -96,3 +105,7 @@ printf "  systemctl list-units 'actual-sync@*'   %7s %7s %7s\n" "$s_med" "$s_min
 printf '  ratio list / list-units (medians)      %7s\n' "$(awk -v a="$l_med" -v b="$s_med" 'BEGIN { printf "%.1f", a / b }')"
 printf '  list with l1 hung (SIGSTOP), 5 runs    %7s %7s %7s  (l1: %s; up: %s of %s)\n' \
     "$h_med" "$h_min" "$h_max" "$h1" "$up" "$N"
+printf '  abssctl --json doctor, 5 runs          %7s %7s %7s  (rc %s; target <= 2000 for 20)\n' \
+    "$d_med" "$d_min" "$d_max" "$d_rc"
+printf '  doctor with l1 hung, 3 runs            %7s %7s %7s  (rc %s; app.l1 %s)\n' \
+    "$hd_med" "$hd_min" "$hd_max" "$hd_rc" "$hd1"
