@@ -479,3 +479,42 @@ fn a_broken_config_is_red_and_kept() {
     assert_eq!(status(&v, "config.parse"), "red");
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), text);
 }
+
+/// `instance list` shows the last saved report (it never runs the doctor itself): the
+/// ids of what was not green, in the JSON and one line of the table.
+#[test]
+fn instance_list_shows_the_last_report() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    budget(root);
+    let list = |json: bool| {
+        let mut c = without_systemd(root);
+        if json {
+            c.arg("--json");
+        }
+        let out = c.args(["instance", "list"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let v: Value = serde_json::from_str(&list(true)).unwrap();
+    assert!(v["doctor"].is_null(), "no report yet: {v:#}");
+    let locks = root.join("run/abssctl/locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    std::fs::write(
+        locks.join("instance-budget.lock"),
+        format!(
+            "{{\"pid\":{},\"command\":\"backup create\",\"since\":\"2026-12-01T00:00:00Z\"}}\n",
+            dead_pid()
+        ),
+    )
+    .unwrap();
+    let (_, report) = doctor(root, &["--only", "locks"]);
+    let v: Value = serde_json::from_str(&list(true)).unwrap();
+    assert_eq!(
+        v["doctor"]["yellow"],
+        serde_json::json!(["locks.stale"]),
+        "{v:#}"
+    );
+    assert_eq!(v["doctor"]["checked_at"], report["checked_at"]);
+    assert!(list(false).contains("doctor ("), "{}", list(false));
+}

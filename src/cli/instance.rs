@@ -295,7 +295,25 @@ fn status(ctx: &mut Ctx, name: &Option<String>) -> anyhow::Result<Report> {
         None => {
             let l = query::list(ctx)?;
             warn(&l.warnings);
-            let human = rows(&l.instances);
+            let mut human = rows(&l.instances);
+            if let Some(d) = l
+                .doctor
+                .as_ref()
+                .filter(|d| d.summary.red + d.summary.yellow > 0)
+            {
+                human.push_str(&format!(
+                    "\ndoctor ({}): {} red, {} yellow: {} (abssctl doctor)",
+                    d.checked_at,
+                    d.summary.red,
+                    d.summary.yellow,
+                    d.red
+                        .iter()
+                        .chain(&d.yellow)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
             Report::new(&l, human)
         }
     }

@@ -250,6 +250,22 @@ pub fn run(ctx: &mut Ctx, opts: &Options) -> Result<DoctorResult> {
     })
 }
 
+/// The last saved report (`instance list`, the support bundle): `None` when there is none
+/// or it does not parse (a read command does not fail over a hint; a debug line says why).
+pub fn read_last(layout: &Layout) -> Option<model::Report> {
+    let path = layout.doctor_report();
+    match sys::fs::read_optional(&path) {
+        Ok(Some(text)) => serde_json::from_str(&text)
+            .map_err(|e| tracing::warn!("ignoring {}: {e}", path.display()))
+            .ok(),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!("no doctor report: {e:#}");
+            None
+        }
+    }
+}
+
 /// Keep the last report for readers that must not probe themselves. A report that cannot
 /// be written (not root) is no reason to fail the check itself.
 fn save(layout: &Layout, report: &model::Report) {

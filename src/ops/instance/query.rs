@@ -85,9 +85,43 @@ pub struct InstanceView {
 #[derive(Debug, Clone, Serialize)]
 pub struct ListResult {
     pub instances: Vec<InstanceView>,
+    /// The last doctor run (the daily timer's or an operator's), never run here: a list
+    /// must stay a fast read. Null when the doctor has not run.
+    pub doctor: Option<DoctorLast>,
     /// What could not be read (systemd unreachable: live fields are null).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// What `instance list` shows of the last doctor report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DoctorLast {
+    pub checked_at: String,
+    pub rc: i32,
+    pub summary: crate::domain::doctor::Summary,
+    /// The probe ids that were red, then yellow (the next step is `abssctl doctor`).
+    pub red: Vec<String>,
+    pub yellow: Vec<String>,
+}
+
+impl DoctorLast {
+    fn of(r: crate::domain::doctor::Report) -> DoctorLast {
+        use crate::domain::doctor::Status;
+        let ids = |st: Status| {
+            r.probes
+                .iter()
+                .filter(|f| f.status == st)
+                .map(|f| f.id.clone())
+                .collect()
+        };
+        DoctorLast {
+            red: ids(Status::Red),
+            yellow: ids(Status::Yellow),
+            checked_at: r.checked_at.clone(),
+            rc: r.rc,
+            summary: r.summary,
+        }
+    }
 }
 
 /// The installed version a binding resolves to; `None` when it is not installed (a fact
@@ -293,6 +327,7 @@ pub fn list_with(ctx: &mut Ctx, sd: &dyn Systemd) -> Result<ListResult> {
     ctx.op.warnings.extend(warnings.clone());
     Ok(ListResult {
         instances,
+        doctor: crate::ops::doctor::read_last(&ctx.layout).map(DoctorLast::of),
         warnings,
     })
 }
