@@ -141,6 +141,11 @@ check "reinstall $OLD with the registry unreachable" in_ct_sh \
 check "leftover build unit stopped and staging removed" in_ct_sh \
     '! systemctl is-active -q abssctl-npm-build.service && ! test -e /srv/app/.staging'
 check "$OLD still serves after the rebuild" serve "$OLD" 5933
+check "the rebuilt tree is clean: nothing the attacked build planted is left" in_ct_sh "
+    ! test -e /srv/app/v$OLD/suid && ! test -L /srv/app/v$OLD/evil && ! test -L /srv/app/v$OLD/evil-root"
+# A clean tree built for real by this package: the later scenarios that need $OLD (70's
+# legacy upgrade) unpack it instead of compiling better-sqlite3 again (80-90 s on CI).
+if in_ct_sh "! test -e /srv/app/v$OLD/suid"; then ct_export_version "$OLD"; fi
 
 step "install --set-current takes the switch path (followers move with current)"
 must "switch current to $OLD" in_ct abssctl -y version switch "$OLD" --no-backup
