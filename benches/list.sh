@@ -85,13 +85,16 @@ read -r l_med l_min l_max < <(measure abssctl --json instance list)
 read -r s_med s_min s_max < <(measure systemctl list-units --no-pager 'actual-sync@*')
 # The doctor over the same box (every probe, app health of each instance included).
 read -r d_med d_min d_max < <(in_ct env ANY_RC=1 python3 /share/times.py 5 abssctl --json doctor)
-d_rc=$(in_ct_sh 'abssctl --json doctor >/dev/null; echo $?')
+# in_ct_sh runs `sh -e`: the doctor's exit code is collected, not fatal.
+healthy_doctor=$(in_ct_sh 'abssctl --json doctor || true')
+d_rc=$(jq -r .rc <<<"$healthy_doctor")
+d_red=$(jq -r '[.probes[] | select(.status == "red") | .id] | join(",")' <<<"$healthy_doctor")
 
 pid=$(in_ct systemctl show -P MainPID actual-sync@l1.service)
 in_ct kill -STOP "$pid"
 hung_json=$(in_ct abssctl --json instance list)
 read -r h_med h_min h_max < <(in_ct python3 /share/times.py 5 abssctl --json instance list)
-hung_doctor=$(in_ct_sh 'abssctl --json doctor; true')
+hung_doctor=$(in_ct_sh 'abssctl --json doctor || true')
 read -r hd_med hd_min hd_max < <(in_ct env ANY_RC=1 python3 /share/times.py 3 abssctl --json doctor)
 in_ct kill -CONT "$pid"
 h1=$(jq -r '.instances[] | select(.name == "l1") | .health' <<<"$hung_json")
@@ -105,7 +108,7 @@ printf "  systemctl list-units 'actual-sync@*'   %7s %7s %7s\n" "$s_med" "$s_min
 printf '  ratio list / list-units (medians)      %7s\n' "$(awk -v a="$l_med" -v b="$s_med" 'BEGIN { printf "%.1f", a / b }')"
 printf '  list with l1 hung (SIGSTOP), 5 runs    %7s %7s %7s  (l1: %s; up: %s of %s)\n' \
     "$h_med" "$h_min" "$h_max" "$h1" "$up" "$N"
-printf '  abssctl --json doctor, 5 runs          %7s %7s %7s  (rc %s; target <= 2000 for 20)\n' \
-    "$d_med" "$d_min" "$d_max" "$d_rc"
+printf '  abssctl --json doctor, 5 runs          %7s %7s %7s  (rc %s, red: %s; target <= 2000 for 20)\n' \
+    "$d_med" "$d_min" "$d_max" "$d_rc" "${d_red:-none}"
 printf '  doctor with l1 hung, 3 runs            %7s %7s %7s  (rc %s; app.l1 %s)\n' \
     "$hd_med" "$hd_min" "$hd_max" "$hd_rc" "$hd1"
