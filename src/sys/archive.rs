@@ -306,6 +306,9 @@ impl<R: Read> Read for ExactReader<R> {
 #[path = "archive_stage.rs"]
 mod stage;
 pub use stage::*;
+#[path = "archive_hold.rs"]
+mod hold;
+pub use hold::*;
 
 /// One entry under a data directory, as found by [`walk`].
 #[derive(Debug)]

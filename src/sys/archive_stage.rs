@@ -1,6 +1,7 @@
 //! The members of a backup archive before they go in: SQLite snapshots through the online
-//! backup API, copies of plain files checked unchanged across the copy, and the thread
-//! that prepares them ahead of the archive.
+//! backup API (for a database that cannot be held as a file, see [`super::hold_sqlite`]),
+//! copies of plain files checked unchanged across the copy, and the thread that prepares
+//! them ahead of the archive.
 
 use super::{READ_BUF, io_context};
 use crate::error::Failure;

@@ -319,3 +319,166 @@ fn a_damaged_database_fails_the_snapshot_check() {
         "unexpected error: {err:#}"
     );
 }
+
+/// The bytes of a held database, written out as a file of its own.
+fn read_held(held: &HeldDatabase, to: &Path) {
+    let mut bytes = Vec::new();
+    let mut file = held.file();
+    std::io::Read::read_to_end(&mut file, &mut bytes).unwrap();
+    assert_eq!(bytes.len() as u64, held.len());
+    std::fs::write(to, bytes).unwrap();
+}
+
+/// A database of two rows whose sum is 100 and some padding, in rollback-journal mode.
+fn sum_db(db: &Path) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER, pad BLOB);
+         INSERT INTO t VALUES (1, 100, zeroblob(20000)), (2, 0, zeroblob(20000));",
+    )
+    .unwrap();
+}
+
+/// The held file, read while another connection commits in a loop, is one committed
+/// state each time (integrity ok, the sum holds): the read transaction keeps the writer
+/// from changing the file until it is released.
+#[test]
+fn a_held_database_read_during_writes_is_consistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("group-x.sqlite");
+    sum_db(&db);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let wrote = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let (db, stop, wrote) = (db.clone(), stop.clone(), wrote.clone());
+        std::thread::spawn(move || {
+            let mut c = rusqlite::Connection::open(&db).unwrap();
+            c.busy_timeout(Duration::from_secs(10)).unwrap();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let tx = c.transaction().unwrap();
+                tx.execute(
+                    "UPDATE t SET v = v - 1, pad = randomblob(20000) WHERE id = 1",
+                    [],
+                )
+                .unwrap();
+                tx.execute("INSERT INTO t(v, pad) VALUES (0, randomblob(5000))", [])
+                    .unwrap();
+                tx.execute("UPDATE t SET v = v + 1 WHERE id = 2", [])
+                    .unwrap();
+                tx.commit().unwrap();
+                n += 1;
+                wrote.store(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            n
+        })
+    };
+    while wrote.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut sums = Vec::new();
+    for i in 0..10 {
+        let held = hold_sqlite(&db, SQLITE_BUSY_TIMEOUT)
+            .unwrap()
+            .expect("a rollback-journal database is held");
+        let copy = tmp.path().join(format!("copy-{i}.sqlite"));
+        read_held(&held, &copy);
+        held.release().unwrap();
+        let c = rusqlite::Connection::open(&copy).unwrap();
+        let ok: String = c
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok", "copy {i} is torn");
+        let (sum, rows): (i64, i64) = c
+            .query_row("SELECT sum(v), count(*) FROM t", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(sum, 100, "copy {i} is not one committed state");
+        sums.push(rows);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.join().unwrap();
+    assert!(writes > 0, "the writer never ran");
+    assert!(
+        sums.windows(2).all(|w| w[0] <= w[1]),
+        "the copies go back in time: {sums:?}"
+    );
+}
+
+/// While held, a writer that does not wait is refused (SQLITE_BUSY); after release it
+/// commits. This is what makes the held file one state, and what a client waits on.
+#[test]
+fn a_held_database_keeps_writers_out_until_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("account.sqlite");
+    sum_db(&db);
+    let writer = rusqlite::Connection::open(&db).unwrap();
+    writer.busy_timeout(Duration::ZERO).unwrap();
+    let held = hold_sqlite(&db, SQLITE_BUSY_TIMEOUT).unwrap().unwrap();
+    let before = std::fs::read(&db).unwrap();
+    let err = writer
+        .execute("UPDATE t SET v = v - 1 WHERE id = 1", [])
+        .unwrap_err();
+    assert_eq!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the held file changed");
+    held.release().unwrap();
+    writer
+        .execute("UPDATE t SET v = v - 1 WHERE id = 1", [])
+        .unwrap();
+}
+
+/// A held database with a damaged b-tree page is refused by the check in the hold.
+#[test]
+fn a_damaged_database_is_refused_by_the_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("group-x.sqlite");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "PRAGMA page_size = 4096;
+             CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+             INSERT INTO t SELECT i, printf('row %d of the budget', i) FROM n;",
+        )
+        .unwrap();
+    }
+    let mut bytes = std::fs::read(&db).unwrap();
+    for b in &mut bytes[2 * 4096 + 8..3 * 4096] {
+        *b = 0xA5;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let err = hold_sqlite(&db, SQLITE_BUSY_TIMEOUT).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("integrity check"),
+        "unexpected error: {err:#}"
+    );
+}
+
+/// A WAL database's file alone is not its committed state: it is not held (the caller
+/// takes the backup-API snapshot), and that snapshot holds the rows still in the WAL.
+#[test]
+fn a_wal_database_is_not_held_and_snapshots_instead() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("group-w.sqlite");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    c.execute_batch("PRAGMA wal_autocheckpoint = 0;").unwrap();
+    sum_db(&db);
+    assert!(hold_sqlite(&db, SQLITE_BUSY_TIMEOUT).unwrap().is_none());
+    let snap = tmp.path().join("snap.sqlite");
+    sqlite_snapshot(&db, &snap, SQLITE_BUSY_TIMEOUT).unwrap();
+    let s = rusqlite::Connection::open(&snap).unwrap();
+    let sum: i64 = s
+        .query_row("SELECT sum(v) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sum, 100);
+    drop(c);
+}

@@ -229,9 +229,10 @@ fn metadata_members(
 enum Ready {
     Dir,
     Skip,
-    /// A database snapshot in the staging dir, and its size.
-    Snapshot(PathBuf, u64),
-    Copy(StableCopy, std::fs::Metadata),
+    /// A live database, read into the archive under a read transaction (see
+    /// `sys::archive::hold_sqlite`), or snapshotted when it cannot be held.
+    Database,
+    Copy(StableCopy, Box<std::fs::Metadata>),
 }
 
 fn prepare(i: usize, f: &ar::Found, staging: &std::path::Path) -> Result<Ready> {
@@ -240,20 +241,25 @@ fn prepare(i: usize, f: &ar::Found, staging: &std::path::Path) -> Result<Ready> 
     }
     Ok(match file_kind(&f.rel) {
         DataKind::Skip => Ready::Skip,
-        DataKind::Sqlite => {
-            let snap = staging.join(format!("db-{i}.sqlite"));
-            ar::sqlite_snapshot(&f.path, &snap, ar::SQLITE_BUSY_TIMEOUT)?;
-            let size = std::fs::metadata(&snap)
-                .with_context(|| format!("reading {}", snap.display()))?
-                .len();
-            Ready::Snapshot(snap, size)
-        }
+        // Held and read by the archive itself, so the hold lasts only while that one file
+        // is compressed (not while it waits its turn behind the ones before it).
+        DataKind::Sqlite => Ready::Database,
         DataKind::Copy => {
             let (copy, meta) =
                 ar::copy_stable(&f.path, staging, &format!("file-{i}"), ar::QUIET_PERIOD)?;
-            Ready::Copy(copy, meta)
+            Ready::Copy(copy, Box::new(meta))
         }
     })
+}
+
+/// A backup-API snapshot of the database `f` into the staging dir, and its size.
+fn snapshot(i: usize, f: &ar::Found, staging: &std::path::Path) -> Result<(PathBuf, u64)> {
+    let snap = staging.join(format!("db-{i}.sqlite"));
+    ar::sqlite_snapshot(&f.path, &snap, ar::SQLITE_BUSY_TIMEOUT)?;
+    let size = std::fs::metadata(&snap)
+        .with_context(|| format!("reading {}", snap.display()))?
+        .len();
+    Ok((snap, size))
 }
 
 /// One backup of `name` taken while the caller holds the global and the instance lock
@@ -354,12 +360,21 @@ fn create_one(
             match ready {
                 Ready::Dir => return w.add_dir(&member, &f.meta),
                 Ready::Skip => return Ok(()),
-                Ready::Snapshot(snap, size) => {
+                Ready::Database => {
                     progress.step(&format!("snapshot of {}", f.rel));
-                    let file = std::fs::File::open(&snap)
-                        .with_context(|| format!("opening {}", snap.display()))?;
-                    w.add_file(&member, &f.meta, size, file)?;
-                    sys::fs::remove_file_if_exists(&snap)?;
+                    match ar::hold_sqlite(&f.path, ar::SQLITE_BUSY_TIMEOUT)? {
+                        Some(db) => {
+                            w.add_file(&member, &f.meta, db.len(), db.file())?;
+                            db.release()?;
+                        }
+                        None => {
+                            let (snap, size) = snapshot(files, f, stage)?;
+                            let file = std::fs::File::open(&snap)
+                                .with_context(|| format!("opening {}", snap.display()))?;
+                            w.add_file(&member, &f.meta, size, file)?;
+                            sys::fs::remove_file_if_exists(&snap)?;
+                        }
+                    }
                 }
                 Ready::Copy(StableCopy::Memory(b), meta) => {
                     w.add_file(&member, &meta, b.len() as u64, &b[..])?
