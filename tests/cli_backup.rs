@@ -419,3 +419,46 @@ fn delete_asks_then_removes_archive_sums_and_entry() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A damaged database (a b-tree page turned to garbage) fails `backup create` with exit 3
+/// naming the file and the check, and leaves no archive and no index entry: a backup that
+/// could not be restored is never recorded as one.
+#[test]
+fn a_damaged_database_fails_the_create_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let data = instance(root);
+    let db = data.join("user-files/group-y.sqlite");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "PRAGMA page_size = 4096;
+             CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+             INSERT INTO t SELECT i, printf('row %d of the budget', i) FROM n;",
+        )
+        .unwrap();
+    }
+    let mut bytes = std::fs::read(&db).unwrap();
+    for b in &mut bytes[2 * 4096 + 8..3 * 4096] {
+        *b = 0xA5;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let out = abssctl(root)
+        .args(["backup", "create", "budget"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("group-y.sqlite") && err.contains("integrity check"),
+        "{err}"
+    );
+    let archives: Vec<_> = std::fs::read_dir(root.join("srv/backups/budget"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(archives.is_empty(), "left behind: {archives:?}");
+    if let Ok(index) = std::fs::read_to_string(index_path(root)) {
+        assert!(!index.contains("budget-"), "an index entry: {index}");
+    }
+}

@@ -382,8 +382,20 @@ fn a_held_database_read_during_writes_is_consistent() {
             .unwrap()
             .expect("a rollback-journal database is held");
         let copy = tmp.path().join(format!("copy-{i}.sqlite"));
-        read_held(&held, &copy);
-        held.release().unwrap();
+        if i % 2 == 0 {
+            read_held(&held, &copy);
+            held.release().unwrap();
+        } else {
+            // The check runs on another thread during the read; the hold lasts both.
+            held.read_checked(|file, len| {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut &*file, &mut bytes)?;
+                assert_eq!(bytes.len() as u64, len);
+                std::fs::write(&copy, bytes)?;
+                Ok(())
+            })
+            .unwrap();
+        }
         let c = rusqlite::Connection::open(&copy).unwrap();
         let ok: String = c
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -432,7 +444,8 @@ fn a_held_database_keeps_writers_out_until_released() {
         .unwrap();
 }
 
-/// A held database with a damaged b-tree page is refused by the check in the hold.
+/// A held database with a damaged b-tree page is refused by the check that runs with its
+/// read.
 #[test]
 fn a_damaged_database_is_refused_by_the_hold() {
     let tmp = tempfile::tempdir().unwrap();
@@ -452,7 +465,15 @@ fn a_damaged_database_is_refused_by_the_hold() {
         *b = 0xA5;
     }
     std::fs::write(&db, &bytes).unwrap();
-    let err = hold_sqlite(&db, SQLITE_BUSY_TIMEOUT).unwrap_err();
+    let held = hold_sqlite(&db, SQLITE_BUSY_TIMEOUT).unwrap().unwrap();
+    let err = held
+        .read_checked(|file, len| {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut &*file, &mut bytes)?;
+            assert_eq!(bytes.len() as u64, len);
+            Ok(())
+        })
+        .unwrap_err();
     assert!(
         format!("{err:#}").contains("integrity check"),
         "unexpected error: {err:#}"

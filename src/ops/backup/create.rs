@@ -364,8 +364,7 @@ fn create_one(
                     progress.step(&format!("snapshot of {}", f.rel));
                     match ar::hold_sqlite(&f.path, ar::SQLITE_BUSY_TIMEOUT)? {
                         Some(db) => {
-                            w.add_file(&member, &f.meta, db.len(), db.file())?;
-                            db.release()?;
+                            db.read_checked(|file, len| w.add_file(&member, &f.meta, len, file))?
                         }
                         None => {
                             let (snap, size) = snapshot(files, f, stage)?;
