@@ -17,9 +17,9 @@
 //! committed state on its own, is not held: the caller takes the backup-API snapshot
 //! instead.
 
-use crate::error::Failure;
+use super::stage;
 use anyhow::{Context, Result};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
@@ -38,21 +38,6 @@ pub struct HeldDatabase {
 }
 
 impl HeldDatabase {
-    /// The database file's length, fixed while held.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether the file is empty (never, for a database that passed its check).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The file to read the `len()` bytes from (read it only while this is alive).
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-
     /// Read the file with `read` (given the file and its length) while `PRAGMA
     /// quick_check` runs over the same held state on another thread, then release.
     ///
@@ -78,14 +63,11 @@ impl HeldDatabase {
             anyhow::bail!("the integrity check of {} panicked", self.path.display());
         };
         self.conn = Some(conn);
-        let check = check.context("checking the database")?;
+        let what = self.path.display().to_string();
+        // A page damaged badly enough makes the check fail as a statement: the same error.
+        let check = check.map_err(|e| stage::damaged(&what, &e.to_string()))?;
         if check != "ok" {
-            return Err(Failure::environment(format!(
-                "{} fails SQLite's integrity check: {check}",
-                self.path.display()
-            ))
-            .hint("the database itself is damaged: check it with sqlite3 PRAGMA integrity_check")
-            .into());
+            return Err(stage::damaged(&what, &check));
         }
         let out = out?;
         self.release()?;
@@ -93,7 +75,7 @@ impl HeldDatabase {
     }
 
     /// End the read transaction (writers may go on), then close the file.
-    pub fn release(mut self) -> Result<()> {
+    fn release(mut self) -> Result<()> {
         if let Some(conn) = self.conn.take() {
             conn.execute_batch("COMMIT")
                 .context("ending the read transaction")?;
@@ -109,26 +91,13 @@ impl HeldDatabase {
 /// [`HeldDatabase::read_checked`]).
 /// `Ok(None)`: the database is not in rollback-journal mode (or its file is not exactly
 /// its pages), so it cannot be read as a file: take a [`super::sqlite_snapshot`] instead.
-///
-/// Opened read-write without create, as the backup API's source is: a hot journal left by
-/// a crashed writer is rolled back by the first read, as any reader would.
+/// It is opened as the backup API's source is ([`stage::open_source`]).
 pub fn hold_sqlite(src: &Path, timeout: Duration) -> Result<Option<HeldDatabase>> {
     let what = || format!("reading {}", src.display());
-    let conn = Connection::open_with_flags(
-        src,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("opening {}", src.display()))?;
-    conn.busy_timeout(timeout).with_context(what)?;
+    let conn = stage::open_source(src, timeout)?;
     let busy = |e: rusqlite::Error| -> anyhow::Error {
         if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
-            Failure::environment(format!(
-                "{} stayed locked for {}s",
-                src.display(),
-                timeout.as_secs()
-            ))
-            .hint("a writer holds the database; try again, or stop the instance first")
-            .into()
+            stage::locked_too_long(src, timeout)
         } else {
             anyhow::Error::new(e).context(what())
         }

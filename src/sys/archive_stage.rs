@@ -35,15 +35,10 @@ pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// timestamp index): integrity_check 0.17-0.32 s, quick_check 0.07 s; a budget has
 /// several such files and the backup is measured against plain `tar | zstd`.
 pub fn sqlite_snapshot(src: &Path, dst: &Path, timeout: Duration) -> Result<()> {
+    use rusqlite::Connection;
     use rusqlite::backup::{Backup, StepResult};
-    use rusqlite::{Connection, OpenFlags};
     let what = || format!("snapshot of {}", src.display());
-    let from = Connection::open_with_flags(
-        src,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("opening {}", src.display()))?;
-    from.busy_timeout(timeout).with_context(what)?;
+    let from = open_source(src, timeout)?;
     let mut to = Connection::open(dst).with_context(|| format!("creating {}", dst.display()))?;
     std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("setting the mode of {}", dst.display()))?;
@@ -61,13 +56,7 @@ pub fn sqlite_snapshot(src: &Path, dst: &Path, timeout: Duration) -> Result<()> 
                 // Busy, Locked (the enum is non-exhaustive: anything else is waited on too).
                 _ => {
                     if started.elapsed() > timeout {
-                        return Err(Failure::environment(format!(
-                            "{} stayed locked for {}s",
-                            src.display(),
-                            timeout.as_secs()
-                        ))
-                        .hint("a writer holds the database; try again, or stop the instance first")
-                        .into());
+                        return Err(locked_too_long(src, timeout));
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -78,17 +67,48 @@ pub fn sqlite_snapshot(src: &Path, dst: &Path, timeout: Duration) -> Result<()> 
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
         .with_context(|| format!("checking the snapshot of {}", src.display()))?;
     if check != "ok" {
-        return Err(Failure::environment(format!(
-            "the snapshot of {} fails SQLite's integrity check: {check}",
-            src.display()
-        ))
-        .hint("the database itself may be damaged: check it with sqlite3 PRAGMA integrity_check")
-        .into());
+        return Err(damaged(
+            &format!("the snapshot of {}", src.display()),
+            &check,
+        ));
     }
     to.close()
         .map_err(|(_, e)| e)
         .with_context(|| format!("closing {}", dst.display()))?;
     Ok(())
+}
+
+/// A live database opened as a copy's source: read-write without create (a hot journal
+/// left by a crashed writer is rolled back by the first read, as any reader would), and
+/// waiting up to `timeout` for a writer's lock.
+pub(super) fn open_source(src: &Path, timeout: Duration) -> Result<rusqlite::Connection> {
+    use rusqlite::{Connection, OpenFlags};
+    let conn = Connection::open_with_flags(
+        src,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("opening {}", src.display()))?;
+    conn.busy_timeout(timeout)
+        .with_context(|| format!("reading {}", src.display()))?;
+    Ok(conn)
+}
+
+/// The error of a database a writer kept locked for longer than `timeout` (exit 3).
+pub(super) fn locked_too_long(src: &Path, timeout: Duration) -> anyhow::Error {
+    Failure::environment(format!(
+        "{} stayed locked for {}s",
+        src.display(),
+        timeout.as_secs()
+    ))
+    .hint("a writer holds the database; try again, or stop the instance first")
+    .into()
+}
+
+/// The error of a database `what` whose `quick_check` found `found` (exit 3).
+pub(super) fn damaged(what: &str, found: &str) -> anyhow::Error {
+    Failure::environment(format!("{what} fails SQLite's integrity check: {found}"))
+        .hint("the database itself is damaged: check it with sqlite3 PRAGMA integrity_check")
+        .into()
 }
 
 /// Files up to this size are held in memory while checked; larger ones are staged on disk

@@ -84,45 +84,8 @@ fn an_unfinished_archive_leaves_nothing_and_short_reads_fail() {
 fn snapshot_during_writes_is_consistent() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("group-x.sqlite");
-    {
-        let c = rusqlite::Connection::open(&db).unwrap();
-        c.execute_batch(
-            "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER, pad BLOB);
-             INSERT INTO t VALUES (1, 100, zeroblob(20000)), (2, 0, zeroblob(20000));",
-        )
-        .unwrap();
-    }
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // The snapshots begin once the writer has committed (on a loaded machine the thread
-    // may otherwise not run before all ten are taken, and the test would prove nothing).
-    let wrote = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let writer = {
-        let (db, stop, wrote) = (db.clone(), stop.clone(), wrote.clone());
-        std::thread::spawn(move || {
-            let mut c = rusqlite::Connection::open(&db).unwrap();
-            c.busy_timeout(Duration::from_secs(10)).unwrap();
-            let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let tx = c.transaction().unwrap();
-                tx.execute(
-                    "UPDATE t SET v = v - 1, pad = randomblob(20000) WHERE id = 1",
-                    [],
-                )
-                .unwrap();
-                tx.execute("INSERT INTO t(v, pad) VALUES (0, randomblob(5000))", [])
-                    .unwrap();
-                tx.execute("UPDATE t SET v = v + 1 WHERE id = 2", [])
-                    .unwrap();
-                tx.commit().unwrap();
-                n += 1;
-                wrote.store(n, std::sync::atomic::Ordering::Relaxed);
-            }
-            n
-        })
-    };
-    while wrote.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    sum_db(&db);
+    let writer = Writer::start(&db);
     for i in 0..10 {
         let snap = tmp.path().join(format!("snap-{i}.sqlite"));
         sqlite_snapshot(&db, &snap, SQLITE_BUSY_TIMEOUT).unwrap();
@@ -137,9 +100,7 @@ fn snapshot_during_writes_is_consistent() {
         assert_eq!(sum, 100, "snapshot {i} is not one committed state");
         assert_eq!(std::fs::metadata(&snap).unwrap().mode() & 0o777, 0o600);
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let writes = writer.join().unwrap();
-    assert!(writes > 0, "the writer never ran");
+    writer.stop();
 }
 
 #[test]
@@ -294,39 +255,13 @@ fn a_snapshot_has_no_journal_and_is_complete() {
 fn a_damaged_database_fails_the_snapshot_check() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("group-x.sqlite");
-    {
-        let c = rusqlite::Connection::open(&db).unwrap();
-        c.execute_batch(
-            "PRAGMA page_size = 4096;
-             CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
-             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
-             INSERT INTO t SELECT i, printf('row %d of the budget', i) FROM n;",
-        )
-        .unwrap();
-    }
-    // Page 3 is a leaf of t's b-tree (page 1 the schema, page 2 the root): its cell
-    // pointers and cells become garbage, the header stays a leaf header.
-    let mut bytes = std::fs::read(&db).unwrap();
-    assert!(bytes.len() > 4 * 4096);
-    for b in &mut bytes[2 * 4096 + 8..3 * 4096] {
-        *b = 0xA5;
-    }
-    std::fs::write(&db, &bytes).unwrap();
+    damaged_db(&db);
     let snap = tmp.path().join("snap.sqlite");
     let err = sqlite_snapshot(&db, &snap, SQLITE_BUSY_TIMEOUT).unwrap_err();
     assert!(
         format!("{err:#}").contains("integrity check"),
         "unexpected error: {err:#}"
     );
-}
-
-/// The bytes of a held database, written out as a file of its own.
-fn read_held(held: &HeldDatabase, to: &Path) {
-    let mut bytes = Vec::new();
-    let mut file = held.file();
-    std::io::Read::read_to_end(&mut file, &mut bytes).unwrap();
-    assert_eq!(bytes.len() as u64, held.len());
-    std::fs::write(to, bytes).unwrap();
 }
 
 /// A database of two rows whose sum is 100 and some padding, in rollback-journal mode.
@@ -339,119 +274,62 @@ fn sum_db(db: &Path) {
     .unwrap();
 }
 
-/// The held file, read while another connection commits in a loop, is one committed
-/// state each time (integrity ok, the sum holds): the read transaction keeps the writer
-/// from changing the file until it is released.
-#[test]
-fn a_held_database_read_during_writes_is_consistent() {
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("group-x.sqlite");
-    sum_db(&db);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let wrote = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let writer = {
-        let (db, stop, wrote) = (db.clone(), stop.clone(), wrote.clone());
-        std::thread::spawn(move || {
-            let mut c = rusqlite::Connection::open(&db).unwrap();
-            c.busy_timeout(Duration::from_secs(10)).unwrap();
-            let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let tx = c.transaction().unwrap();
-                tx.execute(
-                    "UPDATE t SET v = v - 1, pad = randomblob(20000) WHERE id = 1",
-                    [],
-                )
-                .unwrap();
-                tx.execute("INSERT INTO t(v, pad) VALUES (0, randomblob(5000))", [])
+/// Another connection moving 1 between the two rows of a [`sum_db`] in a loop of
+/// transactions (each also rewrites a row's padding and adds a row, so pages change).
+struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Writer {
+    /// Start the loop; returns once it has committed (on a loaded machine the thread may
+    /// otherwise not run before every read is taken, and the test would prove nothing).
+    fn start(db: &Path) -> Writer {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let wrote = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let thread = {
+            let (db, stop, wrote) = (db.to_path_buf(), stop.clone(), wrote.clone());
+            std::thread::spawn(move || {
+                let mut c = rusqlite::Connection::open(&db).unwrap();
+                c.busy_timeout(Duration::from_secs(10)).unwrap();
+                let mut n = 0u64;
+                while !stop.load(Relaxed) {
+                    let tx = c.transaction().unwrap();
+                    tx.execute(
+                        "UPDATE t SET v = v - 1, pad = randomblob(20000) WHERE id = 1",
+                        [],
+                    )
                     .unwrap();
-                tx.execute("UPDATE t SET v = v + 1 WHERE id = 2", [])
-                    .unwrap();
-                tx.commit().unwrap();
-                n += 1;
-                wrote.store(n, std::sync::atomic::Ordering::Relaxed);
-            }
-            n
-        })
-    };
-    while wrote.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let mut sums = Vec::new();
-    for i in 0..10 {
-        let held = hold_sqlite(&db, SQLITE_BUSY_TIMEOUT)
-            .unwrap()
-            .expect("a rollback-journal database is held");
-        let copy = tmp.path().join(format!("copy-{i}.sqlite"));
-        if i % 2 == 0 {
-            read_held(&held, &copy);
-            held.release().unwrap();
-        } else {
-            // The check runs on another thread during the read; the hold lasts both.
-            held.read_checked(|file, len| {
-                let mut bytes = Vec::new();
-                std::io::Read::read_to_end(&mut &*file, &mut bytes)?;
-                assert_eq!(bytes.len() as u64, len);
-                std::fs::write(&copy, bytes)?;
-                Ok(())
+                    tx.execute("INSERT INTO t(v, pad) VALUES (0, randomblob(5000))", [])
+                        .unwrap();
+                    tx.execute("UPDATE t SET v = v + 1 WHERE id = 2", [])
+                        .unwrap();
+                    tx.commit().unwrap();
+                    n += 1;
+                    wrote.store(n, Relaxed);
+                }
+                n
             })
-            .unwrap();
+        };
+        while wrote.load(Relaxed) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
         }
-        let c = rusqlite::Connection::open(&copy).unwrap();
-        let ok: String = c
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(ok, "ok", "copy {i} is torn");
-        let (sum, rows): (i64, i64) = c
-            .query_row("SELECT sum(v), count(*) FROM t", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .unwrap();
-        assert_eq!(sum, 100, "copy {i} is not one committed state");
-        sums.push(rows);
+        Writer { stop, thread }
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let writes = writer.join().unwrap();
-    assert!(writes > 0, "the writer never ran");
-    assert!(
-        sums.windows(2).all(|w| w[0] <= w[1]),
-        "the copies go back in time: {sums:?}"
-    );
+
+    /// Stop the loop; it must have committed at least once.
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(self.thread.join().unwrap() > 0, "the writer never ran");
+    }
 }
 
-/// While held, a writer that does not wait is refused (SQLITE_BUSY); after release it
-/// commits. This is what makes the held file one state, and what a client waits on.
-#[test]
-fn a_held_database_keeps_writers_out_until_released() {
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("account.sqlite");
-    sum_db(&db);
-    let writer = rusqlite::Connection::open(&db).unwrap();
-    writer.busy_timeout(Duration::ZERO).unwrap();
-    let held = hold_sqlite(&db, SQLITE_BUSY_TIMEOUT).unwrap().unwrap();
-    let before = std::fs::read(&db).unwrap();
-    let err = writer
-        .execute("UPDATE t SET v = v - 1 WHERE id = 1", [])
-        .unwrap_err();
-    assert_eq!(
-        err.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy),
-        "{err}"
-    );
-    assert_eq!(std::fs::read(&db).unwrap(), before, "the held file changed");
-    held.release().unwrap();
-    writer
-        .execute("UPDATE t SET v = v - 1 WHERE id = 1", [])
-        .unwrap();
-}
-
-/// A held database with a damaged b-tree page is refused by the check that runs with its
-/// read.
-#[test]
-fn a_damaged_database_is_refused_by_the_hold() {
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("group-x.sqlite");
+/// A 3000-row database whose page 3, a leaf of its table's b-tree (page 1 the schema,
+/// page 2 the root), has garbage for cell pointers and cells under a leaf header.
+fn damaged_db(db: &Path) {
     {
-        let c = rusqlite::Connection::open(&db).unwrap();
+        let c = rusqlite::Connection::open(db).unwrap();
         c.execute_batch(
             "PRAGMA page_size = 4096;
              CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
@@ -460,20 +338,91 @@ fn a_damaged_database_is_refused_by_the_hold() {
         )
         .unwrap();
     }
-    let mut bytes = std::fs::read(&db).unwrap();
+    let mut bytes = std::fs::read(db).unwrap();
+    assert!(bytes.len() > 4 * 4096);
     for b in &mut bytes[2 * 4096 + 8..3 * 4096] {
         *b = 0xA5;
     }
-    std::fs::write(&db, &bytes).unwrap();
-    let held = hold_sqlite(&db, SQLITE_BUSY_TIMEOUT).unwrap().unwrap();
-    let err = held
-        .read_checked(|file, len| {
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut &*file, &mut bytes)?;
-            assert_eq!(bytes.len() as u64, len);
-            Ok(())
-        })
-        .unwrap_err();
+    std::fs::write(db, &bytes).unwrap();
+}
+
+/// Hold `db`, read all of its file (checking the length given) with `during` run while
+/// still held, and return the bytes.
+fn read_held(db: &Path, during: impl FnOnce()) -> Result<Vec<u8>> {
+    let held = hold_sqlite(db, SQLITE_BUSY_TIMEOUT)?.expect("a rollback-journal database is held");
+    held.read_checked(|file, len| {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &*file, &mut bytes)?;
+        assert_eq!(bytes.len() as u64, len);
+        during();
+        Ok(bytes)
+    })
+}
+
+/// The held file, read while another connection commits in a loop, is one committed
+/// state each time (integrity ok, the sum holds): the read transaction keeps the writer
+/// from changing the file until the read and its check are done.
+#[test]
+fn a_held_database_read_during_writes_is_consistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("group-x.sqlite");
+    sum_db(&db);
+    let writer = Writer::start(&db);
+    let mut rows = Vec::new();
+    for i in 0..10 {
+        let copy = tmp.path().join(format!("copy-{i}.sqlite"));
+        std::fs::write(&copy, read_held(&db, || ()).unwrap()).unwrap();
+        let c = rusqlite::Connection::open(&copy).unwrap();
+        let ok: String = c
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok", "copy {i} is torn");
+        let (sum, n): (i64, i64) = c
+            .query_row("SELECT sum(v), count(*) FROM t", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(sum, 100, "copy {i} is not one committed state");
+        rows.push(n);
+    }
+    writer.stop();
+    assert!(
+        rows.windows(2).all(|w| w[0] <= w[1]),
+        "the copies go back in time: {rows:?}"
+    );
+}
+
+/// While held, a writer that does not wait is refused (SQLITE_BUSY) and the file does not
+/// change; once the read is done the same write commits. This is what makes the held file
+/// one state, and what a client waits on.
+#[test]
+fn a_held_database_keeps_writers_out_until_the_read_is_done() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("account.sqlite");
+    sum_db(&db);
+    let writer = rusqlite::Connection::open(&db).unwrap();
+    writer.busy_timeout(Duration::ZERO).unwrap();
+    let write = || writer.execute("UPDATE t SET v = v - 1 WHERE id = 1", []);
+    let mut refused = None;
+    let bytes = read_held(&db, || refused = Some(write().unwrap_err())).unwrap();
+    let err = refused.unwrap();
+    assert_eq!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), bytes, "the held file changed");
+    write().unwrap();
+}
+
+/// A held database with a damaged b-tree page is refused by the check that runs with its
+/// read.
+#[test]
+fn a_damaged_database_is_refused_by_the_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("group-x.sqlite");
+    damaged_db(&db);
+    let err = read_held(&db, || ()).unwrap_err();
     assert!(
         format!("{err:#}").contains("integrity check"),
         "unexpected error: {err:#}"
