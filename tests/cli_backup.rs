@@ -222,6 +222,35 @@ fn create_writes_a_checked_archive_and_its_index_entry() {
     assert_eq!(s["backup"]["checksum_sha256"], real_sum);
 }
 
+/// Blobs over the in-memory copy limit are read straight into the archive (no staged
+/// copy): both arrive whole, the quiet one and the one written a moment ago (which takes
+/// the checked copy instead), and nothing is left beside the archive.
+#[test]
+fn large_blobs_arrive_whole_streamed_or_copied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let data = instance(root);
+    let size = 9 * 1024 * 1024;
+    let quiet: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+    std::fs::write(data.join("user-files/file-quiet.blob"), &quiet).unwrap();
+    old(&data.join("user-files/file-quiet.blob"));
+    std::fs::write(data.join("user-files/file-fresh.blob"), vec![9u8; size]).unwrap();
+    let r = create(root);
+    let path = PathBuf::from(r["path"].as_str().unwrap());
+    let m = members(&path);
+    assert!(
+        m["data/user-files/file-quiet.blob"] == quiet,
+        "streamed blob differs"
+    );
+    assert!(m["data/user-files/file-fresh.blob"] == vec![9u8; size]);
+    assert_eq!(
+        std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+        2
+    );
+    let rec = common::ops_log(root).pop().unwrap();
+    assert_eq!(rec["result"]["warnings"], serde_json::json!([]), "{rec}");
+}
+
 #[test]
 fn verify_passes_then_finds_a_flipped_byte_and_a_missing_file() {
     let tmp = tempfile::tempdir().unwrap();

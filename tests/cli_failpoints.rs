@@ -230,3 +230,80 @@ fn engine_fails_after_the_step_and_undoes_it() {
         scenario.teardown();
     }
 }
+
+/// A large blob (streamed into the archive, not staged) rewritten by an upload after its
+/// bytes went into the archive and before its check: that archive is thrown away and the
+/// next one, with large blobs staged, holds the new version, whole; the result says so.
+#[test]
+fn a_streamed_blob_changed_after_its_read_gets_a_second_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    common::registry_with_budget(root);
+    let files = root.join("srv/budget/data/user-files");
+    std::fs::create_dir_all(&files).unwrap();
+    let blob = files.join("file-big.blob");
+    let size = 9 * 1024 * 1024; // over the in-memory copy limit: streamed
+    std::fs::write(&blob, vec![b'a'; size]).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&blob)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
+    let child = common::command(root)
+        .args(["--json", "backup", "create", "budget"])
+        .env("FAILPOINTS", "backup-create-after-stream=sleep(4000)")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The archive's temp file appears when writing starts; the blob (milliseconds of
+    // work) is then read, and the failpoint holds the check back for 4 s.
+    let dir = root.join("srv/backups/budget");
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&dir).map_or(0, |d| d.count()) == 0 {
+        assert!(started.elapsed().as_secs() < 30, "no archive was started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::fs::write(&blob, vec![b'b'; size]).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r = common::json_ok(&out);
+    // Said on stderr and kept in the operations log.
+    let said = "file-big.blob changed while it was archived: the archive was written again";
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(said),
+        "{out:?}"
+    );
+    let rec = last_record(root);
+    assert!(
+        rec["result"]["warnings"].to_string().contains(said),
+        "{rec}"
+    );
+    // One archive and its .sha256, nothing of the first attempt.
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let archive = std::path::PathBuf::from(r["path"].as_str().unwrap());
+    let dec = zstd::stream::read::Decoder::new(std::fs::File::open(&archive).unwrap()).unwrap();
+    let mut a = tar::Archive::new(dec);
+    let mut seen = false;
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().ends_with("user-files/file-big.blob") {
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut got).unwrap();
+            assert_eq!(got.len(), size);
+            assert!(got.iter().all(|b| *b == b'b'), "not the new version, whole");
+            seen = true;
+        }
+    }
+    assert!(seen, "the blob is not in the archive");
+    abssctl(root)
+        .args(["backup", "verify", "--all"])
+        .assert()
+        .success();
+}

@@ -309,6 +309,9 @@ pub use stage::*;
 #[path = "archive_hold.rs"]
 mod hold;
 pub use hold::*;
+#[path = "archive_stream.rs"]
+mod stream;
+pub use stream::*;
 
 /// One entry under a data directory, as found by [`walk`].
 #[derive(Debug)]

@@ -223,7 +223,7 @@ pub fn copy_stable(
             continue;
         }
         let started = Instant::now();
-        let mut f = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+        let mut f = super::stream::open_same(src, &before)?;
         let copy = if before.len() <= MEMORY_COPY_MAX {
             let mut buf = Vec::with_capacity(before.len() as usize);
             f.read_to_end(&mut buf)

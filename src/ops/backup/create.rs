@@ -232,10 +232,12 @@ enum Ready {
     /// A live database, read into the archive under a read transaction (see
     /// `sys::archive::hold_sqlite`), or snapshotted when it cannot be held.
     Database,
+    /// A large plain file, streamed into the archive when its turn comes.
+    Stream,
     Copy(StableCopy, Box<std::fs::Metadata>),
 }
 
-fn prepare(i: usize, f: &ar::Found, staging: &std::path::Path) -> Result<Ready> {
+fn prepare(i: usize, f: &ar::Found, staging: &std::path::Path, stream: bool) -> Result<Ready> {
     if f.meta.is_dir() {
         return Ok(Ready::Dir);
     }
@@ -244,6 +246,8 @@ fn prepare(i: usize, f: &ar::Found, staging: &std::path::Path) -> Result<Ready> 
         // Held and read by the archive itself, so the hold lasts only while that one file
         // is compressed (not while it waits its turn behind the ones before it).
         DataKind::Sqlite => Ready::Database,
+        // Read by the archive itself too, and checked after (sys::archive::stream_stable).
+        DataKind::Copy if stream && f.meta.len() > ar::MEMORY_COPY_MAX => Ready::Stream,
         DataKind::Copy => {
             let (copy, meta) =
                 ar::copy_stable(&f.path, staging, &format!("file-{i}"), ar::QUIET_PERIOD)?;
@@ -260,6 +264,123 @@ fn snapshot(i: usize, f: &ar::Found, staging: &std::path::Path) -> Result<(PathB
         .with_context(|| format!("reading {}", snap.display()))?
         .len();
     Ok((snap, size))
+}
+
+/// What goes into one archive (everything but how large files are read).
+struct Plan<'a> {
+    dest: &'a std::path::Path,
+    dir: &'a std::path::Path,
+    alg: Algorithm,
+    level: i32,
+    manifest: Vec<u8>,
+    members: &'a [(String, Vec<u8>)],
+    mtime: u64,
+    data_meta: &'a std::fs::Metadata,
+    found: &'a [ar::Found],
+    total: u64,
+    progress: &'a dyn crate::ops::ui::Progress,
+}
+
+/// Write the archive of `plan` (to a temp file, renamed at the end) and return it with
+/// the number of files and data bytes in it. `stream`: large plain files are read straight
+/// into the archive and checked after; one that changed meanwhile fails this attempt
+/// with [`ar::ChangedWhileArchived`] and nothing left behind. Without it they are staged.
+fn write_archive(plan: &Plan, stream: bool) -> Result<(ar::Written, usize, u64)> {
+    let staging = ar::staging_dir(plan.dir)?;
+    let mut w = ArchiveWriter::create(plan.dest, plan.alg, plan.level, bk::FILE_MODE)?;
+    w.add_bytes(bk::MANIFEST_NAME, &plan.manifest, 0o600, plan.mtime)?;
+    for (n, bytes) in plan.members {
+        w.add_bytes(n, bytes, 0o600, plan.mtime)?;
+    }
+    w.add_dir(bk::DATA_PREFIX, plan.data_meta)?;
+    // Snapshots and copies are made ahead of the archive, on another thread.
+    let stage = staging.path();
+    let mut files = 0;
+    ar::prepare_ahead(
+        plan.found,
+        |f| match f.meta.is_file() {
+            // A streamed file is read when its turn comes: nothing of it is held ahead.
+            true if stream && f.meta.len() > ar::MEMORY_COPY_MAX => 0,
+            true => f.meta.len(),
+            false => 0,
+        },
+        |i, f| prepare(i, f, stage, stream),
+        |f, ready| {
+            let member = format!("{}/{}", bk::DATA_PREFIX, f.rel);
+            match ready {
+                Ready::Dir => return w.add_dir(&member, &f.meta),
+                Ready::Skip => return Ok(()),
+                Ready::Database => {
+                    plan.progress.step(&format!("snapshot of {}", f.rel));
+                    match ar::hold_sqlite(&f.path, ar::SQLITE_BUSY_TIMEOUT)? {
+                        Some(db) => {
+                            db.read_checked(|file, len| w.add_file(&member, &f.meta, len, file))?
+                        }
+                        None => {
+                            let (snap, size) = snapshot(files, f, stage)?;
+                            let file = std::fs::File::open(&snap)
+                                .with_context(|| format!("opening {}", snap.display()))?;
+                            w.add_file(&member, &f.meta, size, file)?;
+                            sys::fs::remove_file_if_exists(&snap)?;
+                        }
+                    }
+                }
+                Ready::Stream => {
+                    let streamed = ar::stream_stable(&f.path, ar::QUIET_PERIOD, |file, meta| {
+                        w.add_file(&member, meta, meta.len(), file)?;
+                        // Lets a test change the file between its read and its check.
+                        #[cfg(feature = "failpoints")]
+                        fail::fail_point!("backup-create-after-stream");
+                        Ok(())
+                    })?;
+                    match streamed {
+                        ar::Streamed::Whole(_) => {}
+                        ar::Streamed::Changed => {
+                            return Err(ar::ChangedWhileArchived(f.path.clone()).into());
+                        }
+                        // Written moments ago: nothing of it is in the archive yet, so
+                        // it takes the checked copy, which waits for it to settle.
+                        ar::Streamed::NotQuiet => {
+                            let (copy, meta) = ar::copy_stable(
+                                &f.path,
+                                stage,
+                                &format!("file-{files}"),
+                                ar::QUIET_PERIOD,
+                            )?;
+                            add_copy(&mut w, &member, copy, &meta)?;
+                        }
+                    }
+                }
+                Ready::Copy(copy, meta) => add_copy(&mut w, &member, copy, &meta)?,
+            }
+            files += 1;
+            plan.progress
+                .bytes("archive", w.input_bytes, Some(plan.total));
+            Ok(())
+        },
+    )?;
+    let data_bytes = w.input_bytes;
+    let written = w.finish()?;
+    drop(staging);
+    Ok((written, files, data_bytes))
+}
+
+/// A checked copy into the archive (and its staging file removed).
+fn add_copy(
+    w: &mut ArchiveWriter,
+    member: &str,
+    copy: StableCopy,
+    meta: &std::fs::Metadata,
+) -> Result<()> {
+    match copy {
+        StableCopy::Memory(b) => w.add_file(member, meta, b.len() as u64, &b[..]),
+        StableCopy::Staged(p) => {
+            let file =
+                std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
+            w.add_file(member, meta, meta.len(), file)?;
+            sys::fs::remove_file_if_exists(&p).map(drop)
+        }
+    }
 }
 
 /// One backup of `name` taken while the caller holds the global and the instance lock
@@ -322,8 +443,6 @@ fn create_one(
             .push(format!("left out {} (not a regular file)", s.display()));
     }
     let total: u64 = found.iter().map(|f| f.meta.len()).sum();
-    let staging = ar::staging_dir(&dir)?;
-    let mut w = ArchiveWriter::create(&dest, alg, level, bk::FILE_MODE)?;
     let manifest = Manifest {
         format: bk::ARCHIVE_FORMAT,
         id: id.clone(),
@@ -335,64 +454,32 @@ fn create_one(
         port: entry.port,
         includes: includes.clone(),
     };
-    let mtime = now.unix_timestamp().max(0) as u64;
-    w.add_bytes(
-        bk::MANIFEST_NAME,
-        &serde_json::to_vec_pretty(&manifest)?,
-        0o600,
-        mtime,
-    )?;
-    for (n, bytes) in &members {
-        w.add_bytes(n, bytes, 0o600, mtime)?;
-    }
     let data_meta = std::fs::symlink_metadata(&data)
         .with_context(|| format!("reading the metadata of {}", data.display()))?;
-    w.add_dir(bk::DATA_PREFIX, &data_meta)?;
-    // Snapshots and copies are made ahead of the archive, on another thread.
-    let stage = staging.path();
-    let mut files = 0;
-    ar::prepare_ahead(
-        &found,
-        |f| if f.meta.is_file() { f.meta.len() } else { 0 },
-        |i, f| prepare(i, f, stage),
-        |f, ready| {
-            let member = format!("{}/{}", bk::DATA_PREFIX, f.rel);
-            match ready {
-                Ready::Dir => return w.add_dir(&member, &f.meta),
-                Ready::Skip => return Ok(()),
-                Ready::Database => {
-                    progress.step(&format!("snapshot of {}", f.rel));
-                    match ar::hold_sqlite(&f.path, ar::SQLITE_BUSY_TIMEOUT)? {
-                        Some(db) => {
-                            db.read_checked(|file, len| w.add_file(&member, &f.meta, len, file))?
-                        }
-                        None => {
-                            let (snap, size) = snapshot(files, f, stage)?;
-                            let file = std::fs::File::open(&snap)
-                                .with_context(|| format!("opening {}", snap.display()))?;
-                            w.add_file(&member, &f.meta, size, file)?;
-                            sys::fs::remove_file_if_exists(&snap)?;
-                        }
-                    }
-                }
-                Ready::Copy(StableCopy::Memory(b), meta) => {
-                    w.add_file(&member, &meta, b.len() as u64, &b[..])?
-                }
-                Ready::Copy(StableCopy::Staged(p), meta) => {
-                    let file = std::fs::File::open(&p)
-                        .with_context(|| format!("opening {}", p.display()))?;
-                    w.add_file(&member, &meta, meta.len(), file)?;
-                    sys::fs::remove_file_if_exists(&p)?;
-                }
-            }
-            files += 1;
-            progress.bytes("archive", w.input_bytes, Some(total));
-            Ok(())
-        },
-    )?;
-    let data_bytes = w.input_bytes;
-    let written = w.finish()?;
-    drop(staging);
+    let plan = Plan {
+        dest: &dest,
+        dir: &dir,
+        alg,
+        level,
+        manifest: serde_json::to_vec_pretty(&manifest)?,
+        members: &members,
+        mtime: now.unix_timestamp().max(0) as u64,
+        data_meta: &data_meta,
+        found: &found,
+        total,
+        progress: &*progress,
+    };
+    let (written, files, data_bytes) = match write_archive(&plan, true) {
+        Err(e) if e.downcast_ref::<ar::ChangedWhileArchived>().is_some() => {
+            // That archive is gone (its temp file with it); the next one stages every
+            // large file, each checked and retried on its own (ar::copy_stable).
+            let note = format!("{e:#}: the archive was written again");
+            tracing::warn!("{note}");
+            ctx.op.warnings.push(note);
+            write_archive(&plan, false)?
+        }
+        r => r?,
+    };
     let sums = bk::checksum_path(&written.path);
     let result = sys::fs::write_atomic(
         &sums,
