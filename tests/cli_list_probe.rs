@@ -1,8 +1,9 @@
-//! `instance list` / `status` read every running instance's health through the probe
-//! engine, all at once: real loopback servers on test threads (one answering GET /health
-//! UP, several that accept the connection and never answer, one refused port), a stand-in
-//! systemd that reports their units active. A hung server is reported as `timeout`, and
-//! several of them together cost about one probe timeout, not one each.
+//! `instance list` / `status` read every running instance's health all at once, time
+//! bounded: real loopback servers on test threads (one answering GET /health UP, several
+//! that accept the connection and never answer, one refused port), a stand-in systemd
+//! that reports their units active. A hung server is reported as `timeout`, and several
+//! of them together cost about one probe timeout, not one each. `list` asks for an
+//! answered connection, `status` for GET /health UP (query.rs `HealthProbe`).
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 
 mod common;
@@ -164,6 +165,15 @@ fn hung_servers_are_timeouts_and_cost_one_timeout_together() {
         assert_eq!(health(&format!("hung{i}")), Some("timeout"), "hung{i}");
     }
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let how = |n: &str| {
+        l.instances
+            .iter()
+            .find(|i| i.name == n)
+            .unwrap()
+            .health_probe
+    };
+    assert_eq!(how("alpha"), Some(query::HealthProbe::Connection));
+    assert_eq!(how("charlie"), Some(query::HealthProbe::Connection));
     // The version is read (once) for every instance.
     assert!(
         l.instances
@@ -196,4 +206,34 @@ fn status_of_one_hung_instance_is_a_timeout_within_one_probe() {
     assert!(wall < Duration::from_millis(1800), "took {wall:?}");
     let (v, _) = query::show_with(&mut c, &sd, "family").unwrap();
     assert_eq!(v.health, Some("up"));
+    assert_eq!(v.health_probe, Some(query::HealthProbe::Http));
+}
+
+/// A server that accepts and closes but answers no HTTP: `status` (GET /health) says
+/// down, `list` (an answered connection) says up, and each says which probe it used.
+#[test]
+fn list_asks_for_a_connection_and_status_for_health() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let _ = s.write_all(b"not http\r\n");
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    registry(root, &[("budget", port)]);
+    let mut c = ctx(root);
+    let sd = Units { stopped: "" };
+    let (v, _) = query::show_with(&mut c, &sd, "budget").unwrap();
+    assert_eq!(
+        (v.health, v.health_probe),
+        (Some("down"), Some(query::HealthProbe::Http))
+    );
+    let l = query::list_with(&mut c, &sd).unwrap();
+    assert_eq!(
+        (l.instances[0].health, l.instances[0].health_probe),
+        (Some("up"), Some(query::HealthProbe::Connection))
+    );
 }

@@ -52,6 +52,57 @@ pub fn get(port: u16, path: &str, timeout: Duration) -> Result<Response> {
     request(port, "GET", path, None, timeout)
 }
 
+/// Whether the servers on 127.0.0.1:`ports` answer a connection: connect, send nothing
+/// and hang up our side, then wait for the server to hang up too (or say anything, or
+/// reset). That proves what Actual's own GET /health proves (its handler answers UP
+/// unconditionally) short of HTTP routing: the process on the port accepts and its event
+/// loop runs, since Node accepts and closes in that loop, while a hung one leaves the
+/// connection in the kernel's backlog. It costs the server a third of a GET's CPU (no
+/// parsing, middleware or answer; benches/list.sh), and it is no request, so it never
+/// counts against the server's rate limits.
+///
+/// All on one thread: every connection is opened at once and all are watched with one
+/// epoll (tokio's current-thread runtime), so fifty cost the servers' time and little of
+/// ours: no thread per server competing for the cores with the servers it waits for. One entry per port, in order: `Some(true)` answered, `Some(false)`
+/// refused or failed, `None` no answer by `timeout` (a hung server: however many hang,
+/// the call takes `timeout` once).
+pub fn answer_connections(ports: &[u16], timeout: Duration) -> Result<Vec<Option<bool>>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("starting the probe runtime")?;
+    rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut set = tokio::task::JoinSet::new();
+        for (i, port) in ports.iter().copied().enumerate() {
+            set.spawn(async move {
+                let probe = async {
+                    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+                    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+                        return false;
+                    };
+                    if s.shutdown().await.is_err() {
+                        return false;
+                    }
+                    match s.read(&mut [0u8; 512]).await {
+                        Ok(_) => true,
+                        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+                    }
+                };
+                (i, tokio::time::timeout_at(deadline, probe).await.ok())
+            });
+        }
+        let mut out = vec![None; ports.len()];
+        while let Some(done) = set.join_next().await {
+            let (i, answer) = done.context("a connection probe failed")?;
+            out[i] = answer;
+        }
+        Ok(out)
+    })
+}
+
 /// POST a JSON body to `path` on 127.0.0.1:`port`.
 pub fn post_json(port: u16, path: &str, json: &str, timeout: Duration) -> Result<Response> {
     request(port, "POST", path, Some(json), timeout)
@@ -171,5 +222,45 @@ mod tests {
         assert!(req.ends_with("{\"password\":\"x\"}"), "{req}");
         // Nothing listens there any more: a connection error, not a hang.
         assert!(get(port, "/health", Duration::from_millis(500)).is_err());
+    }
+
+    #[test]
+    fn many_connections_are_probed_at_once_and_a_hung_one_costs_one_timeout() {
+        let live = TcpListener::bind("127.0.0.1:0").unwrap();
+        let live_port = live.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            for _ in 0..2 {
+                let (mut s, _) = live.accept().unwrap();
+                assert_eq!(s.read(&mut [0u8; 16]).unwrap(), 0, "the probe sent bytes");
+            }
+        });
+        // Two listeners that never accept: their connections wait in the backlog.
+        let hung: Vec<TcpListener> = (0..2)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let ports = [
+            live_port,
+            hung[0].local_addr().unwrap().port(),
+            closed_port,
+            hung[1].local_addr().unwrap().port(),
+            live_port,
+        ];
+        let started = std::time::Instant::now();
+        let got = answer_connections(&ports, Duration::from_millis(300)).unwrap();
+        let took = started.elapsed();
+        assert_eq!(got, [Some(true), None, Some(false), None, Some(true)]);
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(
+            took < Duration::from_millis(590),
+            "two hung cost two timeouts: {took:?}"
+        );
+        server.join().unwrap();
+        assert_eq!(
+            answer_connections(&[], Duration::from_millis(300)).unwrap(),
+            []
+        );
     }
 }

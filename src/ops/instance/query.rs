@@ -1,8 +1,10 @@
 //! Read-only instance commands: list, show, status, env, logs. The registry is joined with
 //! live systemd state read in ONE batch (ListUnitsByNames + concurrent property reads on one
 //! D-Bus connection), so 50 instances cost one round of D-Bus calls, not 50 processes; the
-//! health of every running instance is read through the probe engine ([`crate::ops::probe`])
-//! all at once, so the list costs the slowest answer, and a hung server one probe timeout.
+//! health of every running instance is read all at once (`list`: one answered connection
+//! each, on one thread; `status`: GET /health through the probe engine,
+//! [`crate::ops::probe`]), so the list costs the slowest answer, and a hung server one
+//! probe timeout ([`HealthProbe`] says why the two differ).
 
 use super::{find, probe_health_within, resolve_version};
 use crate::domain::instance as inst;
@@ -20,7 +22,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How long `list`/`status` wait for one instance's GET /health. A healthy server answers
+/// How long `list`/`status` wait for one instance's answer. A healthy server answers
 /// on loopback in a few milliseconds (benches/list.sh), so half a second is a hundred
 /// times that: a server that has not answered by then is stuck (accepted the connection,
 /// never answered), not slow, and a read command (the confconsole menu, `status` in a
@@ -66,11 +68,13 @@ pub struct InstanceView {
     pub main_pid: Option<u32>,
     pub restarts: Option<u32>,
     pub memory_bytes: Option<u64>,
-    /// `up` (GET /health answered UP), `down` (running, but refused the connection or
-    /// answered something else), `timeout` (accepted, no answer within
-    /// [`LIST_PROBE_TIMEOUT`]: a hung server), `unknown` (the probe itself failed),
+    /// `up` (the probe of [`Self::health_probe`] was answered), `down` (running, but
+    /// refused the connection or answered something else), `timeout` (accepted, no answer
+    /// within [`LIST_PROBE_TIMEOUT`]: a hung server), `unknown` (the probe itself failed),
     /// `stopped` (not active). Null when systemd could not be asked.
     pub health: Option<&'static str>,
+    /// How `health` was read; null with it.
+    pub health_probe: Option<HealthProbe>,
     pub tls_source: Option<TlsSource>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
@@ -79,6 +83,24 @@ pub struct InstanceView {
     /// A newer stable release than `version`, by the last recorded update check (never
     /// the network); null: up to date, or no check recorded.
     pub update_available: Option<String>,
+}
+
+/// How `list` and `status` ask a running server whether it answers.
+///
+/// `list` asks every instance at once, so what a probe costs the servers is what the list
+/// costs: a GET /health takes about 1.7 ms of its server's CPU (HTTP parsing, the app's
+/// middleware, the answer), a bare connection a third of that (benches/list.sh), and
+/// fifty of them share two cores. Actual's /health answers UP unconditionally, so all it
+/// proves beyond the connection is that the process on the port routes HTTP; `status`
+/// (one instance) and the doctor still send it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthProbe {
+    /// GET /health answered 200 and UP.
+    Http,
+    /// The server accepted a connection and closed it when we hung up without a request
+    /// ([`sys::http::answers_connection`]): its event loop runs.
+    Connection,
 }
 
 /// `instance list --json`.
@@ -150,18 +172,49 @@ type Live = Option<Vec<UnitStatus>>;
 /// instance's port can make the list wait one probe timeout, never more.
 fn start_probes(
     entries: &[&InstanceEntry],
+    how: HealthProbe,
 ) -> std::thread::JoinHandle<HashMap<String, Outcome<bool>>> {
-    let probes: Vec<Probe<bool>> = entries
+    let names: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+    let ports: Vec<u16> = entries.iter().map(|e| e.port).collect();
+    if how == HealthProbe::Connection {
+        // One batch on one thread, bounded by one timeout however many servers hang.
+        return std::thread::spawn(move || {
+            let answers = match sys::http::answer_connections(&ports, LIST_PROBE_TIMEOUT) {
+                Ok(a) => a,
+                Err(e) => {
+                    // No answers at all: every running instance's health is "unknown".
+                    tracing::warn!("the connection probes could not run: {e:#}");
+                    return HashMap::new();
+                }
+            };
+            names
+                .into_iter()
+                .zip(answers)
+                .map(|(n, a)| {
+                    let outcome = match a {
+                        Some(value) => Outcome::Done {
+                            value,
+                            elapsed: Duration::ZERO,
+                        },
+                        None => Outcome::TimedOut {
+                            after: LIST_PROBE_TIMEOUT,
+                        },
+                    };
+                    (n, outcome)
+                })
+                .collect()
+        });
+    }
+    let probes: Vec<Probe<bool>> = names
         .iter()
-        .map(|e| {
-            let port = e.port;
-            Probe::new(e.name.clone(), LIST_PROBE_TIMEOUT, move || {
+        .zip(&ports)
+        .map(|(name, &port)| {
+            Probe::new(name.clone(), LIST_PROBE_TIMEOUT, move || {
                 probe_health_within(port, LIST_PROBE_IO_TIMEOUT)
             })
         })
         .collect();
     std::thread::spawn(move || {
-        let names: Vec<String> = probes.iter().map(|p| p.id.clone()).collect();
         let at_once = probes.len().min(LIST_PROBES_AT_ONCE);
         names
             .into_iter()
@@ -226,7 +279,7 @@ fn versions(
 fn view(
     e: &InstanceEntry,
     live: &Live,
-    health: Option<&'static str>,
+    health: Option<(&'static str, HealthProbe)>,
     version: Option<String>,
     updates: Option<&UpdatesRecord>,
 ) -> InstanceView {
@@ -256,7 +309,8 @@ fn view(
         main_pid: st.map(|s| s.main_pid).filter(|p| *p != 0),
         restarts: st.map(|s| s.n_restarts),
         memory_bytes: st.and_then(|s| s.memory_bytes),
-        health,
+        health: health.map(|h| h.0),
+        health_probe: health.map(|h| h.1),
         unit,
         tls_source: e.tls_source,
         created_at: e.created_at,
@@ -272,9 +326,10 @@ fn views(
     ctx: &Ctx,
     sd: &dyn Systemd,
     entries: &[&InstanceEntry],
+    how: HealthProbe,
 ) -> Result<(Vec<InstanceView>, Vec<String>)> {
     let units: Vec<String> = entries.iter().map(|e| Layout::unit_name(&e.name)).collect();
-    let probes = start_probes(entries);
+    let probes = start_probes(entries, how);
     let mut warnings = Vec::new();
     let live: Live = match sd.unit_status(&units) {
         Ok(l) => Some(l),
@@ -301,7 +356,7 @@ fn views(
         .map(|e| {
             let health = live
                 .as_ref()
-                .map(|_| healths.get(&e.name).copied().unwrap_or("unknown"));
+                .map(|_| (healths.get(&e.name).copied().unwrap_or("unknown"), how));
             let version = versions
                 .get(&e.version_binding.to_string())
                 .cloned()
@@ -323,7 +378,7 @@ pub fn list_with(ctx: &mut Ctx, sd: &dyn Systemd) -> Result<ListResult> {
     let state = State::load(&ctx.layout)?;
     let mut entries: Vec<&InstanceEntry> = state.instances.iter().collect();
     entries.sort_by(|a, b| a.name.cmp(&b.name));
-    let (instances, warnings) = views(ctx, sd, &entries)?;
+    let (instances, warnings) = views(ctx, sd, &entries, HealthProbe::Connection)?;
     ctx.op.warnings.extend(warnings.clone());
     Ok(ListResult {
         instances,
@@ -347,7 +402,7 @@ pub fn show_with(
     sys::logging::set_instance(name);
     let state = State::load(&ctx.layout)?;
     let e = find(&state, name)?;
-    let (mut list, warnings) = views(ctx, sd, &[e])?;
+    let (mut list, warnings) = views(ctx, sd, &[e], HealthProbe::Http)?;
     ctx.op.warnings.extend(warnings.clone());
     Ok((list.remove(0), warnings))
 }
