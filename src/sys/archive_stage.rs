@@ -129,7 +129,7 @@ pub enum StableCopy {
 }
 
 /// What identifies one version of a file: any write or replacement changes it.
-fn stamp(m: &Metadata) -> (u64, u64, u64, i64, i64, i64, i64) {
+pub(super) fn stamp(m: &Metadata) -> (u64, u64, u64, i64, i64, i64, i64) {
     (
         m.dev(),
         m.ino(),

@@ -10,6 +10,7 @@
 //! archive again with every large blob staged ([`super::copy_stable`], which retries a
 //! single file). An upload during a backup is rare; the restart keeps it correct.
 
+use super::stage::stamp;
 use super::{QUIET_PERIOD, READ_BUF};
 use crate::sys::fs::read_full;
 use anyhow::{Context, Result};
@@ -43,19 +44,6 @@ impl std::fmt::Display for ChangedWhileArchived {
 }
 
 impl std::error::Error for ChangedWhileArchived {}
-
-/// What identifies one version of a file: any write or replacement changes it.
-fn stamp(m: &Metadata) -> (u64, u64, u64, i64, i64, i64, i64) {
-    (
-        m.dev(),
-        m.ino(),
-        m.len(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-    )
-}
 
 /// Open `src` for reading only if it is still the file `before` describes: never through
 /// a symlink, never blocking on a FIFO, and the same inode as the one checked. The data
