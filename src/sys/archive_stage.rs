@@ -128,6 +128,25 @@ pub enum StableCopy {
     Staged(PathBuf),
 }
 
+/// The metadata of `p` itself (a symlink is not followed).
+pub(super) fn lstat(p: &Path) -> Result<Metadata> {
+    std::fs::symlink_metadata(p).with_context(|| format!("reading the metadata of {}", p.display()))
+}
+
+/// `src`'s metadata, when it is a regular file, and how long ago it was last modified
+/// (`None`: a modification time in the future).
+pub(super) fn regular_file(src: &Path) -> Result<(Metadata, Option<Duration>)> {
+    let m = lstat(src)?;
+    if !m.file_type().is_file() {
+        anyhow::bail!("{} is not a regular file", src.display());
+    }
+    let age = m
+        .modified()
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok());
+    Ok((m, age))
+}
+
 /// What identifies one version of a file: any write or replacement changes it.
 pub(super) fn stamp(m: &Metadata) -> (u64, u64, u64, i64, i64, i64, i64) {
     (
@@ -143,10 +162,10 @@ pub(super) fn stamp(m: &Metadata) -> (u64, u64, u64, i64, i64, i64, i64) {
 
 /// Whether the file `path` now holds exactly the bytes of `copy` (compared byte for byte,
 /// a chunk at a time: cheaper than hashing both, and exact).
-fn same_content(path: &Path, copy: &StableCopy) -> Result<bool> {
+fn same_content(path: &Path, before: &Metadata, copy: &StableCopy) -> Result<bool> {
     let open = |p: &Path| File::open(p).with_context(|| format!("opening {}", p.display()));
     let reading = |p: &Path| format!("reading {}", p.display());
-    let mut src = open(path)?;
+    let mut src = super::stream::open_same(path, before)?;
     match copy {
         StableCopy::Memory(b) => {
             let mut buf = vec![0; READ_BUF.min(b.len() + 1)];
@@ -203,20 +222,9 @@ pub fn copy_stable(
     quiet: Duration,
 ) -> Result<(StableCopy, Metadata)> {
     let mut pause = Duration::from_millis(100);
-    let meta = |p: &Path| {
-        std::fs::symlink_metadata(p)
-            .with_context(|| format!("reading the metadata of {}", p.display()))
-    };
     for attempt in 1..=COPY_ATTEMPTS {
-        let before = meta(src)?;
-        if !before.file_type().is_file() {
-            anyhow::bail!("{} is not a regular file", src.display());
-        }
-        let age = before
-            .modified()
-            .ok()
-            .and_then(|m| SystemTime::now().duration_since(m).ok())
-            .unwrap_or(quiet);
+        let (before, age) = regular_file(src)?;
+        let age = age.unwrap_or(quiet);
         if age < quiet {
             // Every attempt counts, the waits for a quiet file too.
             std::thread::sleep(quiet - age);
@@ -244,15 +252,15 @@ pub fn copy_stable(
             // next write; a copy and compare of a small file take far less.
             std::thread::sleep(CHECK_WINDOW.saturating_sub(started.elapsed()));
         }
-        let after = meta(src)?;
+        let after = lstat(src)?;
         let copied = match &copy {
             StableCopy::Memory(b) => b.len() as u64,
-            StableCopy::Staged(p) => meta(p)?.len(),
+            StableCopy::Staged(p) => lstat(p)?.len(),
         };
         if stamp(&before) == stamp(&after)
             && copied == before.len()
-            && same_content(src, &copy)?
-            && stamp(&meta(src)?) == stamp(&before)
+            && same_content(src, &before, &copy)?
+            && stamp(&lstat(src)?) == stamp(&before)
         {
             return Ok((copy, before));
         }

@@ -10,7 +10,7 @@
 //! archive again with every large blob staged ([`super::copy_stable`], which retries a
 //! single file). An upload during a backup is rare; the restart keeps it correct.
 
-use super::stage::stamp;
+use super::stage::{lstat, regular_file, stamp};
 use super::{QUIET_PERIOD, READ_BUF};
 use crate::sys::fs::read_full;
 use anyhow::{Context, Result};
@@ -18,13 +18,13 @@ use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// How streaming one file ended.
 #[derive(Debug)]
 pub enum Streamed {
-    /// The archive holds one whole version of the file (its metadata).
-    Whole(Box<Metadata>),
+    /// The archive holds one whole version of the file (the metadata the sink was given).
+    Whole,
     /// It was modified less than the quiet period ago: nothing was read or written;
     /// copy it the checked way instead.
     NotQuiet,
@@ -80,9 +80,9 @@ impl<R: Read> Read for CrcReader<R> {
     }
 }
 
-/// The CRC-32 and length of what `path` holds now.
-fn crc_of(path: &Path) -> Result<(u32, u64)> {
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+/// The CRC-32 and length of what `path` holds now (still the file `before` describes).
+fn crc_of(path: &Path, before: &Metadata) -> Result<(u32, u64)> {
+    let mut f = open_same(path, before)?;
     let mut crc = crc32fast::Hasher::new();
     let mut buf = vec![0; READ_BUF];
     let mut len = 0u64;
@@ -110,19 +110,8 @@ pub fn stream_stable(
     quiet: Duration,
     sink: impl FnOnce(&mut dyn Read, &Metadata) -> Result<()>,
 ) -> Result<Streamed> {
-    let meta = |p: &Path| {
-        std::fs::symlink_metadata(p)
-            .with_context(|| format!("reading the metadata of {}", p.display()))
-    };
-    let before = meta(src)?;
-    if !before.file_type().is_file() {
-        anyhow::bail!("{} is not a regular file", src.display());
-    }
-    let age = before
-        .modified()
-        .ok()
-        .and_then(|m| SystemTime::now().duration_since(m).ok())
-        .unwrap_or_default();
+    let (before, age) = regular_file(src)?;
+    let age = age.unwrap_or_default();
     // Streaming has no second attempt (the bytes are in the archive): only a file past
     // the full quiet period, whose next write surely gets a new mtime, is streamed.
     if age < quiet.max(QUIET_PERIOD) {
@@ -135,18 +124,18 @@ pub fn stream_stable(
     };
     let sunk = sink(&mut reader, &before);
     let changed = || -> Result<bool> {
-        if stamp(&meta(src)?) != stamp(&before) {
+        if stamp(&lstat(src)?) != stamp(&before) {
             return Ok(true);
         }
-        let (crc, len) = crc_of(src)?;
+        let (crc, len) = crc_of(src, &before)?;
         Ok(len != before.len()
             || crc != reader.crc.clone().finalize()
-            || stamp(&meta(src)?) != stamp(&before))
+            || stamp(&lstat(src)?) != stamp(&before))
     };
     match sunk {
         Ok(()) if changed()? => Ok(Streamed::Changed),
-        Ok(()) => Ok(Streamed::Whole(Box::new(before))),
-        Err(_) if stamp(&meta(src)?) != stamp(&before) => Ok(Streamed::Changed),
+        Ok(()) => Ok(Streamed::Whole),
+        Err(_) if stamp(&lstat(src)?) != stamp(&before) => Ok(Streamed::Changed),
         Err(e) => Err(e),
     }
 }
@@ -156,6 +145,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
     use super::*;
     use std::io::Write;
+    use std::time::SystemTime;
 
     /// A file of `len` bytes last modified an hour ago (past any quiet period).
     fn old_file(dir: &Path, name: &str, len: usize) -> (PathBuf, Vec<u8>) {
@@ -182,7 +172,7 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert!(matches!(r, Streamed::Whole(m) if m.len() == bytes.len() as u64));
+        assert!(matches!(r, Streamed::Whole), "{r:?}");
         assert_eq!(got, bytes);
     }
 

@@ -237,6 +237,11 @@ enum Ready {
     Copy(StableCopy, Box<std::fs::Metadata>),
 }
 
+/// Whether `f` is read straight into the archive when large files are streamed.
+fn streamed(f: &ar::Found, stream: bool) -> bool {
+    stream && f.meta.is_file() && f.meta.len() > ar::MEMORY_COPY_MAX
+}
+
 fn prepare(i: usize, f: &ar::Found, staging: &std::path::Path, stream: bool) -> Result<Ready> {
     if f.meta.is_dir() {
         return Ok(Ready::Dir);
@@ -247,7 +252,7 @@ fn prepare(i: usize, f: &ar::Found, staging: &std::path::Path, stream: bool) -> 
         // is compressed (not while it waits its turn behind the ones before it).
         DataKind::Sqlite => Ready::Database,
         // Read by the archive itself too, and checked after (sys::archive::stream_stable).
-        DataKind::Copy if stream && f.meta.len() > ar::MEMORY_COPY_MAX => Ready::Stream,
+        DataKind::Copy if streamed(f, stream) => Ready::Stream,
         DataKind::Copy => {
             let (copy, meta) =
                 ar::copy_stable(&f.path, staging, &format!("file-{i}"), ar::QUIET_PERIOD)?;
@@ -298,9 +303,8 @@ fn write_archive(plan: &Plan, stream: bool) -> Result<(ar::Written, usize, u64)>
     let mut files = 0;
     ar::prepare_ahead(
         plan.found,
-        |f| match f.meta.is_file() {
-            // A streamed file is read when its turn comes: nothing of it is held ahead.
-            true if stream && f.meta.len() > ar::MEMORY_COPY_MAX => 0,
+        // A streamed file is read when its turn comes: nothing of it is held ahead.
+        |f| match f.meta.is_file() && !streamed(f, stream) {
             true => f.meta.len(),
             false => 0,
         },
@@ -334,7 +338,7 @@ fn write_archive(plan: &Plan, stream: bool) -> Result<(ar::Written, usize, u64)>
                         Ok(())
                     })?;
                     match streamed {
-                        ar::Streamed::Whole(_) => {}
+                        ar::Streamed::Whole => {}
                         ar::Streamed::Changed => {
                             return Err(ar::ChangedWhileArchived(f.path.clone()).into());
                         }

@@ -99,7 +99,7 @@ pub enum HealthProbe {
     /// GET /health answered 200 and UP.
     Http,
     /// The server accepted a connection and closed it when we hung up without a request
-    /// ([`sys::http::answers_connection`]): its event loop runs.
+    /// ([`sys::http::answer_connections`]): its event loop runs.
     Connection,
 }
 
@@ -178,32 +178,7 @@ fn start_probes(
     let ports: Vec<u16> = entries.iter().map(|e| e.port).collect();
     if how == HealthProbe::Connection {
         // One batch on one thread, bounded by one timeout however many servers hang.
-        return std::thread::spawn(move || {
-            let answers = match sys::http::answer_connections(&ports, LIST_PROBE_TIMEOUT) {
-                Ok(a) => a,
-                Err(e) => {
-                    // No answers at all: every running instance's health is "unknown".
-                    tracing::warn!("the connection probes could not run: {e:#}");
-                    return HashMap::new();
-                }
-            };
-            names
-                .into_iter()
-                .zip(answers)
-                .map(|(n, a)| {
-                    let outcome = match a {
-                        Some(value) => Outcome::Done {
-                            value,
-                            elapsed: Duration::ZERO,
-                        },
-                        None => Outcome::TimedOut {
-                            after: LIST_PROBE_TIMEOUT,
-                        },
-                    };
-                    (n, outcome)
-                })
-                .collect()
-        });
+        return std::thread::spawn(move || connection_outcomes(names, &ports));
     }
     let probes: Vec<Probe<bool>> = names
         .iter()
@@ -221,6 +196,32 @@ fn start_probes(
             .zip(probe::run_all(probes, at_once))
             .collect()
     })
+}
+
+/// The answers of [`sys::http::answer_connections`] as probe outcomes, by name. When the
+/// probes cannot run at all, no outcome: every running instance's health is "unknown".
+fn connection_outcomes(names: Vec<String>, ports: &[u16]) -> HashMap<String, Outcome<bool>> {
+    let answers = match sys::http::answer_connections(ports, LIST_PROBE_TIMEOUT) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("the connection probes could not run: {e:#}");
+            return HashMap::new();
+        }
+    };
+    let outcome = |a: Option<bool>| match a {
+        Some(value) => Outcome::Done {
+            value,
+            elapsed: Duration::ZERO,
+        },
+        None => Outcome::TimedOut {
+            after: LIST_PROBE_TIMEOUT,
+        },
+    };
+    names
+        .into_iter()
+        .zip(answers)
+        .map(|(n, a)| (n, outcome(a)))
+        .collect()
 }
 
 /// The health of each instance (by name) from systemd's view and the probes: `stopped`
