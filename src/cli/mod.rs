@@ -134,7 +134,7 @@ pub fn main() -> i32 {
     crate::ops::execute(
         crate::ops::Globals::from(&cli.global),
         cli.command.name(),
-        &secret_flags(),
+        &secret_flags(&cmd),
         &progress::Terminal,
         |ctx| dispatch(ctx, &cli.command),
         output::render,
@@ -171,8 +171,9 @@ impl From<OsString> for SecretPath {
 }
 
 /// Every `--flag` (and alias) whose value the operations log must not record, read off the
-/// clap definition: the arguments typed [`SecretPath`].
-pub fn secret_flags() -> Vec<String> {
+/// clap definition `cmd` (the one already built for parsing: building clap's tree again costs
+/// every command a few hundred microseconds): the arguments typed [`SecretPath`].
+pub fn secret_flags(cmd: &clap::Command) -> Vec<String> {
     fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
         for a in cmd.get_arguments() {
             if a.get_value_parser().type_id() == std::any::TypeId::of::<SecretPath>() {
@@ -188,7 +189,7 @@ pub fn secret_flags() -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    walk(&Cli::command(), &mut out);
+    walk(cmd, &mut out);
     out.sort();
     out.dedup();
     out
@@ -218,7 +219,7 @@ mod tests {
 
     #[test]
     fn the_secret_flags_are_the_password_file() {
-        assert_eq!(secret_flags(), ["--password-file"]);
+        assert_eq!(secret_flags(&Cli::command()), ["--password-file"]);
     }
 
     /// The guard that keeps the list honest: any value-taking argument named like a secret

@@ -45,6 +45,10 @@ pub struct DbusSystemd {
     rt: tokio::runtime::Runtime,
     conn: zbus::Connection,
     manager: ManagerProxy<'static>,
+    /// Set once `Subscribe` was called: only a command that waits for a job needs systemd's
+    /// signals, so a read (`instance list`) spends no round trip on it, and systemd does
+    /// not track a subscriber that is gone a few milliseconds later.
+    subscribed: tokio::sync::OnceCell<()>,
 }
 
 /// The job verbs abssctl uses; all are awaited through `JobRemoved`.
@@ -86,13 +90,32 @@ async fn job_result(removed: &mut JobRemovedStream, job: &OwnedObjectPath) -> Re
     ))
 }
 
+/// The current-thread runtime a [`DbusSystemd`] runs its calls on.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime for D-Bus")
+}
+
+/// The Manager on `conn`, once systemd has answered a first call there (its version).
+async fn checked_manager(conn: &zbus::Connection) -> Result<ManagerProxy<'static>> {
+    let manager = ManagerProxy::builder(conn)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await
+        .map_err(no_systemd)?;
+    tokio::time::timeout(CALL_TIMEOUT, manager.version())
+        .await
+        .map_err(|_| call::no_answer("read", "its version", CALL_TIMEOUT))?
+        .map_err(no_systemd)?;
+    Ok(manager)
+}
+
 impl DbusSystemd {
     /// Connect to the system bus and check that systemd answers there.
     pub fn connect() -> Result<Self> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime for D-Bus")?;
+        let rt = runtime()?;
         let (conn, manager) = rt.block_on(async {
             let conn = tokio::time::timeout(CALL_TIMEOUT, zbus::Connection::system())
                 .await
@@ -103,26 +126,48 @@ impl DbusSystemd {
                     ))
                 })?
                 .map_err(no_systemd)?;
-            let manager = ManagerProxy::builder(&conn)
-                .cache_properties(CacheProperties::No)
-                .build()
-                .await
-                .map_err(no_systemd)?;
-            tokio::time::timeout(CALL_TIMEOUT, manager.version())
-                .await
-                .map_err(|_| call::no_answer("read", "its version", CALL_TIMEOUT))?
-                .map_err(no_systemd)?;
-            // Without a subscription systemd may not emit JobRemoved or PropertiesChanged.
-            call(
-                "subscribe",
-                "to its signals",
-                CALL_TIMEOUT,
-                manager.subscribe(),
-            )
-            .await?;
+            let manager = checked_manager(&conn).await?;
             Ok::<_, anyhow::Error>((conn, manager))
         })?;
-        Ok(DbusSystemd { rt, conn, manager })
+        Ok(Self::of(rt, conn, manager))
+    }
+
+    /// For reads only (no job can be waited for on it, see `super::private`): systemd's
+    /// private socket when this process is root and it is there, else `Ok(None)`.
+    pub fn connect_for_reads() -> Result<Option<Self>> {
+        let rt = runtime()?;
+        let Some((conn, manager)) = rt.block_on(async {
+            let Some(conn) = tokio::time::timeout(CALL_TIMEOUT, super::private::connect())
+                .await
+                .map_err(|_| {
+                    no_systemd(format!(
+                        "systemd's private socket did not answer within {}",
+                        secs(CALL_TIMEOUT)
+                    ))
+                })??
+            else {
+                return Ok::<_, anyhow::Error>(None);
+            };
+            let manager = checked_manager(&conn).await?;
+            Ok(Some((conn, manager)))
+        })?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Self::of(rt, conn, manager)))
+    }
+
+    fn of(
+        rt: tokio::runtime::Runtime,
+        conn: zbus::Connection,
+        manager: ManagerProxy<'static>,
+    ) -> Self {
+        DbusSystemd {
+            rt,
+            conn,
+            manager,
+            subscribed: tokio::sync::OnceCell::new(),
+        }
     }
 
     pub(super) fn manager(&self) -> &ManagerProxy<'static> {
@@ -136,6 +181,17 @@ impl DbusSystemd {
     /// A stream of every JobRemoved; opened before the call that queues a job, so a fast
     /// job cannot finish unseen.
     async fn job_signals(&self) -> Result<JobRemovedStream> {
+        // Without a subscription systemd may not emit JobRemoved or PropertiesChanged.
+        self.subscribed
+            .get_or_try_init(|| {
+                call(
+                    "subscribe",
+                    "to its signals",
+                    CALL_TIMEOUT,
+                    self.manager.subscribe(),
+                )
+            })
+            .await?;
         call(
             "subscribe",
             "to JobRemoved",

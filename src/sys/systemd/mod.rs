@@ -103,6 +103,7 @@ pub trait Systemd {
 
 mod call;
 mod dbus;
+mod private;
 mod timer;
 mod transient;
 
@@ -114,6 +115,9 @@ pub use timer::check_calendar;
 #[derive(Debug, Default)]
 pub struct LazySystemd {
     inner: std::cell::OnceCell<DbusSystemd>,
+    /// Root's reads go to systemd's private socket (`private`): set on the first read
+    /// made before any change, `None` when that socket cannot be used.
+    reader: std::cell::OnceCell<Option<DbusSystemd>>,
 }
 
 impl LazySystemd {
@@ -127,6 +131,25 @@ impl LazySystemd {
         }
         let s = DbusSystemd::connect()?;
         Ok(self.inner.get_or_init(|| s))
+    }
+
+    /// Where a read goes: the bus when this command is already connected there (one
+    /// connection per command), else the private socket, else the bus. A private socket
+    /// that fails to connect is not an error: the bus answers the same questions.
+    fn reads(&self) -> Result<&DbusSystemd> {
+        if let Some(s) = self.inner.get() {
+            return Ok(s);
+        }
+        let private = self.reader.get_or_init(|| {
+            DbusSystemd::connect_for_reads().unwrap_or_else(|e| {
+                tracing::debug!("reading over the system bus: {e:#}");
+                None
+            })
+        });
+        match private {
+            Some(s) => Ok(s),
+            None => self.get(),
+        }
     }
 }
 
@@ -159,7 +182,7 @@ impl Systemd for LazySystemd {
         if units.is_empty() {
             return Ok(Vec::new());
         }
-        self.get()?.unit_status(units)
+        self.reads()?.unit_status(units)
     }
     fn run_transient(&self, spec: &TransientSpec) -> Result<TransientOutcome> {
         self.get()?.run_transient(spec)
@@ -168,7 +191,7 @@ impl Systemd for LazySystemd {
         if timers.is_empty() {
             return Ok(Vec::new());
         }
-        self.get()?.timer_status(timers)
+        self.reads()?.timer_status(timers)
     }
 }
 
