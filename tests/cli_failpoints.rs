@@ -307,3 +307,71 @@ fn a_streamed_blob_changed_after_its_read_gets_a_second_archive() {
         .assert()
         .success();
 }
+
+/// The instance's user swaps `server-files` and `user-files`, after the walk saw them and
+/// before they are read, for symlinks to directories holding another `account.sqlite` and
+/// blob (as another instance's would be): the archive holds the files the walk saw, read
+/// through the directories it held open, and never a byte of the others.
+#[test]
+fn directories_swapped_for_links_after_the_walk_are_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    common::registry_with_budget(root);
+    let data = root.join("srv/budget/data");
+    let other = root.join("srv/other/data");
+    let db = |dir: &Path, marker: &str| {
+        std::fs::create_dir_all(dir.join("server-files")).unwrap();
+        let c = rusqlite::Connection::open(dir.join("server-files/account.sqlite")).unwrap();
+        c.execute_batch(&format!(
+            "CREATE TABLE t(v TEXT); INSERT INTO t VALUES ('{marker}');"
+        ))
+        .unwrap();
+        std::fs::create_dir_all(dir.join("user-files")).unwrap();
+        let blob = dir.join("user-files/file-a.blob");
+        std::fs::write(&blob, marker.repeat(100)).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&blob)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+    };
+    db(&data, "ORIGINAL-BYTES");
+    db(&other, "SECRET-MARKER!");
+    let child = common::command(root)
+        .args(["--json", "backup", "create", "budget"])
+        .env("FAILPOINTS", "backup-create-after-walk=sleep(4000)")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The walk takes milliseconds; the failpoint then holds everything else back for 4 s.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for d in ["server-files", "user-files"] {
+        std::fs::rename(data.join(d), data.join(format!("{d}.seen"))).unwrap();
+        std::os::unix::fs::symlink(other.join(d), data.join(d)).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let r = common::json_ok(&out);
+    let archive = std::path::PathBuf::from(r["path"].as_str().unwrap());
+    let dec = zstd::stream::read::Decoder::new(std::fs::File::open(&archive).unwrap()).unwrap();
+    let mut a = tar::Archive::new(dec);
+    let mut seen = BTreeMap::new();
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut got).unwrap();
+        let has = |m: &[u8]| got.windows(m.len()).any(|w| w == m);
+        assert!(
+            !has(b"SECRET-MARKER!"),
+            "{name} holds the other file's bytes"
+        );
+        seen.insert(name, has(b"ORIGINAL-BYTES"));
+    }
+    // Not a walk that came after the swap and found nothing: the files it saw, whole.
+    for f in ["server-files/account.sqlite", "user-files/file-a.blob"] {
+        let k = seen.keys().find(|k| k.ends_with(f)).cloned();
+        assert_eq!(k.map(|k| seen[&k]), Some(true), "{f} missing: {seen:?}");
+    }
+}

@@ -9,13 +9,19 @@
 
 use crate::domain::backup::Algorithm;
 use crate::error::Failure;
+use crate::sys::fdwalk::open_dir;
 use crate::sys::writeback::FlushingFile;
 use anyhow::{Context, Result};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use sha2::{Digest, Sha256};
-use std::fs::Metadata;
+use std::ffi::CString;
+use std::fs::{File, Metadata};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A writer that hashes and counts every byte that reaches the inner writer.
 #[derive(Debug)]
@@ -312,54 +318,175 @@ pub use hold::*;
 #[path = "archive_stream.rs"]
 mod stream;
 pub use stream::*;
+#[path = "archive_link.rs"]
+mod link;
+pub use link::*;
+
+/// An entry named in a directory held open: how root reaches a file of a tree that
+/// another account writes (an instance's data). The name is resolved in that directory,
+/// the one the walk listed, and never through a symlink (`O_NOFOLLOW`). A path is not
+/// enough: `O_NOFOLLOW` guards only its last component, so an instance's user who swaps
+/// a directory on the way (`user-files`, `server-files`) for a link to elsewhere would
+/// have root read, and archive, any file root can read (another instance's
+/// `account.sqlite`), and a later restore hand those bytes to that user.
+#[derive(Debug, Clone)]
+pub struct At {
+    pub dir: Arc<OwnedFd>,
+    pub name: CString,
+    /// For messages only: nothing is opened by it.
+    pub path: PathBuf,
+}
+
+/// A data file's open: read only, never through a link, never blocking on a FIFO.
+const FILE_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_NONBLOCK)
+    .union(OFlag::O_CLOEXEC);
+
+impl At {
+    /// `path` in its parent directory, opened here (tests; the backup walks instead).
+    #[cfg(test)]
+    pub fn of(path: &Path) -> Result<At> {
+        use std::os::unix::ffi::OsStrExt;
+        let parent = path.parent().context("a path without a directory")?;
+        let name = path.file_name().context("a path without a name")?;
+        Ok(At {
+            dir: Arc::new(open_dir(parent)?),
+            name: CString::new(name.as_bytes())?,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The entry named `<name><suffix>` in the same directory (a database's journal).
+    pub fn with_suffix(&self, suffix: &str) -> At {
+        let mut name = self.name.as_bytes().to_vec();
+        name.extend_from_slice(suffix.as_bytes());
+        let mut path = self.path.clone().into_os_string();
+        path.push(suffix);
+        At {
+            dir: self.dir.clone(),
+            // A suffix of ours has no NUL, nor had the name.
+            name: CString::new(name).unwrap_or_default(),
+            path: path.into(),
+        }
+    }
+
+    /// The metadata of the entry itself (a symlink is not followed), `None` when there is
+    /// none. Through an `O_PATH` handle, whose close (unlike any other descriptor's)
+    /// drops none of this process's POSIX locks on the file (a held database's).
+    pub fn stat_opt(&self) -> Result<Option<Metadata>> {
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        match nix::fcntl::openat(&*self.dir, self.name.as_c_str(), flags, Mode::empty()) {
+            Ok(fd) => File::from(fd)
+                .metadata()
+                .map(Some)
+                .with_context(|| format!("reading the metadata of {}", self.path.display())),
+            Err(nix::errno::Errno::ENOENT) => Ok(None),
+            Err(e) => {
+                Err(e).with_context(|| format!("reading the metadata of {}", self.path.display()))
+            }
+        }
+    }
+
+    /// [`At::stat_opt`] of an entry that must exist.
+    pub fn stat(&self) -> Result<Metadata> {
+        self.stat_opt()?
+            .with_context(|| format!("{} is gone", self.path.display()))
+    }
+
+    /// Open the file for reading (see [`FILE_FLAGS`]).
+    pub fn open(&self) -> Result<File> {
+        nix::fcntl::openat(&*self.dir, self.name.as_c_str(), FILE_FLAGS, Mode::empty())
+            .map(File::from)
+            .with_context(|| format!("opening {}", self.path.display()))
+    }
+}
 
 /// One entry under a data directory, as found by [`walk`].
 #[derive(Debug)]
 pub struct Found {
     /// Relative to the walked directory, `/`-separated.
     pub rel: String,
-    pub path: PathBuf,
+    /// Where it is: its name in its directory, held open since the walk listed it.
+    pub at: At,
     pub meta: Metadata,
 }
+
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
 
 /// Every directory and regular file under `dir` (depth first, sorted by name, the
 /// directories before their content). Symlinks and special files are left out (an
 /// instance's data has none; following one could leave the data directory).
+///
+/// By handle, not by path: `dir` is opened as a directory and never a link, each
+/// subdirectory relative to its parent with `O_NOFOLLOW`, and every entry comes with its
+/// parent's handle ([`At`]), so the readers after it open exactly the directories listed
+/// here, whatever the names on the way point at by then. One descriptor stays open per
+/// directory that holds an entry, until the entries are dropped.
 pub fn walk(dir: &Path) -> Result<(Vec<Found>, Vec<PathBuf>)> {
-    fn go(dir: &Path, rel: &str, out: &mut Vec<Found>, skipped: &mut Vec<PathBuf>) -> Result<()> {
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<io::Result<_>>()
-            .with_context(|| format!("reading {}", dir.display()))?;
+    use std::os::unix::ffi::OsStrExt;
+    fn go(
+        fd: Arc<OwnedFd>,
+        dir: &Path,
+        rel: &str,
+        out: &mut Vec<Found>,
+        skipped: &mut Vec<PathBuf>,
+    ) -> Result<()> {
+        let mut names: Vec<CString> = {
+            let dup = fd.try_clone().context("duplicating a directory handle")?;
+            let mut d = nix::dir::Dir::from_fd(dup)
+                .with_context(|| format!("reading {}", dir.display()))?;
+            d.iter()
+                .map(|e| e.map(|e| e.file_name().to_owned()))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .with_context(|| format!("reading {}", dir.display()))?
+                .into_iter()
+                .filter(|c| c.as_bytes() != b"." && c.as_bytes() != b"..")
+                .collect()
+        };
         names.sort();
         for name in names {
-            let path = dir.join(&name);
-            let meta = std::fs::symlink_metadata(&path)
-                .with_context(|| format!("reading the metadata of {}", path.display()))?;
+            let os = std::ffi::OsStr::from_bytes(name.as_bytes());
             let r = if rel.is_empty() {
-                name.to_string_lossy().into_owned()
+                os.to_string_lossy().into_owned()
             } else {
-                format!("{rel}/{}", name.to_string_lossy())
+                format!("{rel}/{}", os.to_string_lossy())
             };
+            let at = At {
+                dir: fd.clone(),
+                path: dir.join(os),
+                name,
+            };
+            let meta = at.stat()?;
             if meta.file_type().is_dir() {
+                let sub = nix::fcntl::openat(&*fd, at.name.as_c_str(), DIR_FLAGS, Mode::empty())
+                    .with_context(|| format!("opening {}", at.path.display()))?;
+                let st = nix::sys::stat::fstat(&sub)
+                    .with_context(|| format!("reading the metadata of {}", at.path.display()))?;
+                if (st.st_dev, st.st_ino) != (meta.dev(), meta.ino()) {
+                    anyhow::bail!("{} was replaced while it was read", at.path.display());
+                }
+                let path = at.path.clone();
                 out.push(Found {
                     rel: r.clone(),
-                    path: path.clone(),
+                    at,
                     meta,
                 });
-                go(&path, &r, out, skipped)?;
+                go(Arc::new(sub), &path, &r, out, skipped)?;
             } else if meta.file_type().is_file() {
-                out.push(Found { rel: r, path, meta });
+                out.push(Found { rel: r, at, meta });
             } else {
-                skipped.push(path);
+                skipped.push(at.path);
             }
         }
         Ok(())
     }
     let mut out = Vec::new();
     let mut skipped = Vec::new();
-    go(dir, "", &mut out, &mut skipped)?;
+    go(Arc::new(open_dir(dir)?), dir, "", &mut out, &mut skipped)?;
     Ok((out, skipped))
 }
 

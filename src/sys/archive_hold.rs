@@ -13,15 +13,14 @@
 //! `PRAGMA quick_check` runs in the same transaction on another thread, and the
 //! transaction ends after the last byte and the check. A writer waits for that (Actual's
 //! SQLite driver, better-sqlite3, waits up to 5 s by default; the hold lasts the
-//! compression of that one file, the check alongside it). A database in WAL mode, whose file does not hold the
-//! committed state on its own, is not held: the caller takes the backup-API snapshot
-//! instead.
+//! compression of that one file, the check alongside it). A database in WAL mode, whose
+//! file does not hold the committed state on its own, is refused (see
+//! `sys::archive_link`, which also says why the connection goes through a link).
 
-use super::stage;
+use super::{At, LinkDir, link, stage};
 use anyhow::{Context, Result};
 use rusqlite::Connection;
 use std::fs::File;
-use std::path::Path;
 use std::time::Duration;
 
 /// A database under a read transaction, and a descriptor to read its file from.
@@ -35,6 +34,8 @@ pub struct HeldDatabase {
     file: File,
     len: u64,
     path: std::path::PathBuf,
+    /// The database's root-owned second name, removed after the connection closes.
+    _link: link::Link,
 }
 
 impl HeldDatabase {
@@ -88,46 +89,37 @@ impl HeldDatabase {
 }
 
 /// Hold the database `src` still for reading (its check comes with the read:
-/// [`HeldDatabase::read_checked`]).
-/// `Ok(None)`: the database is not in rollback-journal mode (or its file is not exactly
-/// its pages), so it cannot be read as a file: take a [`super::sqlite_snapshot`] instead.
-/// It is opened as the backup API's source is ([`stage::open_source`]).
-pub fn hold_sqlite(src: &Path, timeout: Duration) -> Result<Option<HeldDatabase>> {
-    let what = || format!("reading {}", src.display());
-    let conn = stage::open_source(src, timeout)?;
-    let busy = |e: rusqlite::Error| -> anyhow::Error {
-        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
-            stage::locked_too_long(src, timeout)
-        } else {
-            anyhow::Error::new(e).context(what())
-        }
-    };
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .map_err(busy)?;
-    if mode.eq_ignore_ascii_case("wal") {
-        return Ok(None);
-    }
-    // BEGIN takes no lock; the first read (the schema's page) takes SHARED, waiting for a
-    // writer up to the busy timeout, and the open transaction keeps it until `release`.
-    conn.execute_batch("BEGIN").map_err(busy)?;
-    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map_err(busy)?;
-    let pages: i64 = conn
+/// [`HeldDatabase::read_checked`]), opened read-only through a root-owned link to the
+/// inode the walk saw (`links`, see [`super::LinkDir`]); the bytes are read from a
+/// descriptor opened in the held directory and checked to be that inode. A hot journal is
+/// refused ([`super::journal_is_hot`]), a WAL database too.
+/// `Ok(None)`: its file is not exactly its pages, so it cannot be read as a file: take a
+/// [`super::sqlite_snapshot`] instead.
+pub fn hold_sqlite(src: &At, links: &LinkDir, timeout: Duration) -> Result<Option<HeldDatabase>> {
+    let db = link::open_linked(src, links, timeout)?;
+    link::begin_read(&db, src, timeout)?;
+    let err = link::sql_error(src, timeout);
+    let pages: i64 = db
+        .conn
         .query_row("PRAGMA page_count", [], |r| r.get(0))
-        .map_err(busy)?;
-    let page_size: i64 = conn
+        .map_err(&err)?;
+    let page_size: i64 = db
+        .conn
         .query_row("PRAGMA page_size", [], |r| r.get(0))
-        .map_err(busy)?;
-    let file = File::open(src).with_context(what)?;
-    let len = file.metadata().with_context(what)?.len();
+        .map_err(&err)?;
+    // Its length now, under the lock (the walk's may be older).
+    let len = db
+        .file
+        .metadata()
+        .with_context(|| format!("reading {}", src.path.display()))?
+        .len();
+    let link::Linked { conn, file, link } = db;
     let held = HeldDatabase {
         conn: Some(conn),
         file,
         len,
-        path: src.to_path_buf(),
+        path: src.path.clone(),
+        _link: link,
     };
     if i64::try_from(len).ok() != pages.checked_mul(page_size) {
         // Not the plain file of its pages (a VFS or mode this code does not know): the

@@ -3,7 +3,7 @@
 //! copies of plain files checked unchanged across the copy, and the thread that prepares
 //! them ahead of the archive.
 
-use super::{READ_BUF, io_context};
+use super::{At, READ_BUF, io_context};
 use crate::error::Failure;
 use crate::sys::fs::read_full;
 use anyhow::{Context, Result};
@@ -18,14 +18,15 @@ use std::time::{Duration, Instant, SystemTime};
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Snapshot the SQLite database `src` into the new file `dst` with the online backup API,
-/// then check the copy (`PRAGMA quick_check`).
+/// then check the copy (`PRAGMA quick_check`). The source is opened read-only through a
+/// root-owned link to the inode the walk saw (`links`, see [`super::LinkDir`]).
 ///
-/// The whole database is copied in ONE backup step (`sqlite3_backup_step(-1)`): the step
-/// holds a read lock on the source for the copy, so the snapshot is one committed state
-/// and never restarts because a writer committed midway (which a page-by-page backup does
-/// after every write of another process). A writer waits the few milliseconds the copy
-/// takes (Actual's busy timeout absorbs it). The source is opened read-write without
-/// create: a hot journal left by a crashed writer is rolled back, as any reader would.
+/// The whole database is copied in ONE backup step (`sqlite3_backup_step(-1)`) inside a
+/// read transaction of ours: the SHARED lock it holds keeps the snapshot one committed
+/// state (it never restarts because a writer committed midway, which a page-by-page
+/// backup does after every write of another process), and lets the hot-journal check run
+/// before the copy ([`super::journal_is_hot`]: a read-only source cannot roll one back).
+/// A writer waits the few milliseconds the copy takes (Actual's busy timeout absorbs it).
 ///
 /// The check is `quick_check`, not `integrity_check`: it reads every page once and finds
 /// what a bad copy would show (malformed or torn pages, broken b-trees, freelist damage).
@@ -34,11 +35,17 @@ pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// database already. Measured on a 97 MB Actual-like database (messages_binary with its
 /// timestamp index): integrity_check 0.17-0.32 s, quick_check 0.07 s; a budget has
 /// several such files and the backup is measured against plain `tar | zstd`.
-pub fn sqlite_snapshot(src: &Path, dst: &Path, timeout: Duration) -> Result<()> {
+pub fn sqlite_snapshot(
+    src: &At,
+    links: &super::LinkDir,
+    dst: &Path,
+    timeout: Duration,
+) -> Result<()> {
     use rusqlite::Connection;
     use rusqlite::backup::{Backup, StepResult};
-    let what = || format!("snapshot of {}", src.display());
-    let from = open_source(src, timeout)?;
+    let what = || format!("snapshot of {}", src.path.display());
+    let from = super::link::open_linked(src, links, timeout)?;
+    super::link::begin_read(&from, src, timeout)?;
     let mut to = Connection::open(dst).with_context(|| format!("creating {}", dst.display()))?;
     std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("setting the mode of {}", dst.display()))?;
@@ -48,7 +55,7 @@ pub fn sqlite_snapshot(src: &Path, dst: &Path, timeout: Duration) -> Result<()> 
         .with_context(|| format!("setting up {}", dst.display()))?;
     let started = Instant::now();
     {
-        let backup = Backup::new(&from, &mut to).with_context(what)?;
+        let backup = Backup::new(&from.conn, &mut to).with_context(what)?;
         loop {
             match backup.step(-1).with_context(what)? {
                 StepResult::Done => break,
@@ -56,19 +63,23 @@ pub fn sqlite_snapshot(src: &Path, dst: &Path, timeout: Duration) -> Result<()> 
                 // Busy, Locked (the enum is non-exhaustive: anything else is waited on too).
                 _ => {
                     if started.elapsed() > timeout {
-                        return Err(locked_too_long(src, timeout));
+                        return Err(locked_too_long(&src.path, timeout));
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }
         }
     }
+    from.conn
+        .execute_batch("COMMIT")
+        .context("ending the read transaction")?;
+    drop(from);
     let check: String = to
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .with_context(|| format!("checking the snapshot of {}", src.display()))?;
+        .with_context(|| format!("checking the snapshot of {}", src.path.display()))?;
     if check != "ok" {
         return Err(damaged(
-            &format!("the snapshot of {}", src.display()),
+            &format!("the snapshot of {}", src.path.display()),
             &check,
         ));
     }
@@ -76,21 +87,6 @@ pub fn sqlite_snapshot(src: &Path, dst: &Path, timeout: Duration) -> Result<()> 
         .map_err(|(_, e)| e)
         .with_context(|| format!("closing {}", dst.display()))?;
     Ok(())
-}
-
-/// A live database opened as a copy's source: read-write without create (a hot journal
-/// left by a crashed writer is rolled back by the first read, as any reader would), and
-/// waiting up to `timeout` for a writer's lock.
-pub(super) fn open_source(src: &Path, timeout: Duration) -> Result<rusqlite::Connection> {
-    use rusqlite::{Connection, OpenFlags};
-    let conn = Connection::open_with_flags(
-        src,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("opening {}", src.display()))?;
-    conn.busy_timeout(timeout)
-        .with_context(|| format!("reading {}", src.display()))?;
-    Ok(conn)
 }
 
 /// The error of a database a writer kept locked for longer than `timeout` (exit 3).
@@ -128,17 +124,12 @@ pub enum StableCopy {
     Staged(PathBuf),
 }
 
-/// The metadata of `p` itself (a symlink is not followed).
-pub(super) fn lstat(p: &Path) -> Result<Metadata> {
-    std::fs::symlink_metadata(p).with_context(|| format!("reading the metadata of {}", p.display()))
-}
-
 /// `src`'s metadata, when it is a regular file, and how long ago it was last modified
 /// (`None`: a modification time in the future).
-pub(super) fn regular_file(src: &Path) -> Result<(Metadata, Option<Duration>)> {
-    let m = lstat(src)?;
+pub(super) fn regular_file(src: &At) -> Result<(Metadata, Option<Duration>)> {
+    let m = src.stat()?;
     if !m.file_type().is_file() {
-        anyhow::bail!("{} is not a regular file", src.display());
+        anyhow::bail!("{} is not a regular file", src.path.display());
     }
     let age = m
         .modified()
@@ -160,12 +151,13 @@ pub(super) fn stamp(m: &Metadata) -> (u64, u64, u64, i64, i64, i64, i64) {
     )
 }
 
-/// Whether the file `path` now holds exactly the bytes of `copy` (compared byte for byte,
+/// Whether the file `at` now holds exactly the bytes of `copy` (compared byte for byte,
 /// a chunk at a time: cheaper than hashing both, and exact).
-fn same_content(path: &Path, before: &Metadata, copy: &StableCopy) -> Result<bool> {
+fn same_content(at: &At, before: &Metadata, copy: &StableCopy) -> Result<bool> {
     let open = |p: &Path| File::open(p).with_context(|| format!("opening {}", p.display()));
     let reading = |p: &Path| format!("reading {}", p.display());
-    let mut src = super::stream::open_same(path, before)?;
+    let path = at.path.as_path();
+    let mut src = super::stream::open_same(at, before)?;
     match copy {
         StableCopy::Memory(b) => {
             let mut buf = vec![0; READ_BUF.min(b.len() + 1)];
@@ -216,7 +208,7 @@ fn same_content(path: &Path, before: &Metadata, copy: &StableCopy) -> Result<boo
 /// nothing; its price is reading each file twice, from the page cache the first read
 /// filled.
 pub fn copy_stable(
-    src: &Path,
+    src: &At,
     staging: &Path,
     stage_name: &str,
     quiet: Duration,
@@ -235,14 +227,14 @@ pub fn copy_stable(
         let copy = if before.len() <= MEMORY_COPY_MAX {
             let mut buf = Vec::with_capacity(before.len() as usize);
             f.read_to_end(&mut buf)
-                .with_context(|| format!("reading {}", src.display()))?;
+                .with_context(|| format!("reading {}", src.path.display()))?;
             StableCopy::Memory(buf)
         } else {
             let dst = staging.join(stage_name);
             let mut out =
                 File::create(&dst).with_context(|| format!("creating {}", dst.display()))?;
             io::copy(&mut f, &mut out)
-                .map_err(|e| io_context(e, || format!("copying {}", src.display())))?;
+                .map_err(|e| io_context(e, || format!("copying {}", src.path.display())))?;
             StableCopy::Staged(dst)
         };
         drop(f);
@@ -252,20 +244,22 @@ pub fn copy_stable(
             // next write; a copy and compare of a small file take far less.
             std::thread::sleep(CHECK_WINDOW.saturating_sub(started.elapsed()));
         }
-        let after = lstat(src)?;
+        let after = src.stat()?;
         let copied = match &copy {
             StableCopy::Memory(b) => b.len() as u64,
-            StableCopy::Staged(p) => lstat(p)?.len(),
+            StableCopy::Staged(p) => std::fs::symlink_metadata(p)
+                .with_context(|| format!("reading the metadata of {}", p.display()))?
+                .len(),
         };
         if stamp(&before) == stamp(&after)
             && copied == before.len()
             && same_content(src, &before, &copy)?
-            && stamp(&lstat(src)?) == stamp(&before)
+            && stamp(&src.stat()?) == stamp(&before)
         {
             return Ok((copy, before));
         }
         tracing::info!(
-            file = %src.display(),
+            file = %src.path.display(),
             attempt,
             "changed while being copied; copying it again"
         );
@@ -274,7 +268,7 @@ pub fn copy_stable(
     }
     Err(Failure::environment(format!(
         "{} kept changing while it was copied ({COPY_ATTEMPTS} attempts)",
-        src.display()
+        src.path.display()
     ))
     .hint("something writes it continuously; run the backup again in a quieter moment")
     .into())

@@ -10,14 +10,14 @@
 //! archive again with every large blob staged ([`super::copy_stable`], which retries a
 //! single file). An upload during a backup is rare; the restart keeps it correct.
 
-use super::stage::{lstat, regular_file, stamp};
-use super::{QUIET_PERIOD, READ_BUF};
+use super::stage::{regular_file, stamp};
+use super::{At, QUIET_PERIOD, READ_BUF};
 use crate::sys::fs::read_full;
 use anyhow::{Context, Result};
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How streaming one file ended.
@@ -45,23 +45,19 @@ impl std::fmt::Display for ChangedWhileArchived {
 
 impl std::error::Error for ChangedWhileArchived {}
 
-/// Open `src` for reading only if it is still the file `before` describes: never through
-/// a symlink, never blocking on a FIFO, and the same inode as the one checked. The data
-/// directory belongs to the instance's user; a blob swapped for a link to a file of
-/// root's between the check and the open must not be read (the checks after the read
-/// would throw those bytes away, but they should never reach the archive's stream).
-pub(super) fn open_same(src: &Path, before: &Metadata) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(src)
-        .with_context(|| format!("opening {}", src.display()))?;
+/// Open `src` for reading only if it is still the file `before` describes: relative to
+/// the directory the walk held ([`super::At`]), never through a symlink, never blocking
+/// on a FIFO, and the same inode as the one checked. The data directory belongs to the
+/// instance's user; a blob swapped for a link to a file of root's between the check and
+/// the open must not be read (the checks after the read would throw those bytes away,
+/// but they should never reach the archive's stream).
+pub(super) fn open_same(src: &At, before: &Metadata) -> Result<File> {
+    let f = src.open()?;
     let now = f
         .metadata()
-        .with_context(|| format!("reading the metadata of {}", src.display()))?;
+        .with_context(|| format!("reading the metadata of {}", src.path.display()))?;
     if (now.dev(), now.ino()) != (before.dev(), before.ino()) || !now.file_type().is_file() {
-        anyhow::bail!("{} was replaced while it was archived", src.display());
+        anyhow::bail!("{} was replaced while it was archived", src.path.display());
     }
     Ok(f)
 }
@@ -81,14 +77,14 @@ impl<R: Read> Read for CrcReader<R> {
 }
 
 /// The CRC-32 and length of what `path` holds now (still the file `before` describes).
-fn crc_of(path: &Path, before: &Metadata) -> Result<(u32, u64)> {
-    let mut f = open_same(path, before)?;
+fn crc_of(src: &At, before: &Metadata) -> Result<(u32, u64)> {
+    let mut f = open_same(src, before)?;
     let mut crc = crc32fast::Hasher::new();
     let mut buf = vec![0; READ_BUF];
     let mut len = 0u64;
     loop {
-        let n =
-            read_full(&mut f, &mut buf).with_context(|| format!("reading {}", path.display()))?;
+        let n = read_full(&mut f, &mut buf)
+            .with_context(|| format!("reading {}", src.path.display()))?;
         if n == 0 {
             return Ok((crc.finalize(), len));
         }
@@ -106,7 +102,7 @@ fn crc_of(path: &Path, before: &Metadata) -> Result<(u32, u64)> {
 /// (a blob truncated during the read makes the archive's exact-size read fail: that is
 /// a change, not a broken archive); any other sink error is returned as it is.
 pub fn stream_stable(
-    src: &Path,
+    src: &At,
     quiet: Duration,
     sink: impl FnOnce(&mut dyn Read, &Metadata) -> Result<()>,
 ) -> Result<Streamed> {
@@ -124,18 +120,18 @@ pub fn stream_stable(
     };
     let sunk = sink(&mut reader, &before);
     let changed = || -> Result<bool> {
-        if stamp(&lstat(src)?) != stamp(&before) {
+        if stamp(&src.stat()?) != stamp(&before) {
             return Ok(true);
         }
         let (crc, len) = crc_of(src, &before)?;
         Ok(len != before.len()
             || crc != reader.crc.clone().finalize()
-            || stamp(&lstat(src)?) != stamp(&before))
+            || stamp(&src.stat()?) != stamp(&before))
     };
     match sunk {
         Ok(()) if changed()? => Ok(Streamed::Changed),
         Ok(()) => Ok(Streamed::Whole),
-        Err(_) if stamp(&lstat(src)?) != stamp(&before) => Ok(Streamed::Changed),
+        Err(_) if stamp(&src.stat()?) != stamp(&before) => Ok(Streamed::Changed),
         Err(e) => Err(e),
     }
 }
@@ -145,6 +141,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
     use super::*;
     use std::io::Write;
+    use std::path::Path;
     use std::time::SystemTime;
 
     /// A file of `len` bytes last modified an hour ago (past any quiet period).
@@ -166,7 +163,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (p, bytes) = old_file(tmp.path(), "blob", 3 * READ_BUF + 17);
         let mut got = Vec::new();
-        let r = stream_stable(&p, QUIET_PERIOD, |r, m| {
+        let r = stream_stable(&At::of(&p).unwrap(), QUIET_PERIOD, |r, m| {
             assert_eq!(m.len(), bytes.len() as u64);
             r.read_to_end(&mut got)?;
             Ok(())
@@ -181,7 +178,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("blob");
         std::fs::write(&p, b"just written").unwrap();
-        let r = stream_stable(&p, Duration::ZERO, |_, _| panic!("a fresh file was read"));
+        let r = stream_stable(&At::of(&p).unwrap(), Duration::ZERO, |_, _| panic!("a fresh file was read"));
         assert!(matches!(r.unwrap(), Streamed::NotQuiet));
     }
 
@@ -189,7 +186,7 @@ mod tests {
     fn a_file_overwritten_after_its_read_is_changed() {
         let tmp = tempfile::tempdir().unwrap();
         let (p, bytes) = old_file(tmp.path(), "blob", 100_000);
-        let r = stream_stable(&p, QUIET_PERIOD, |r, _| {
+        let r = stream_stable(&At::of(&p).unwrap(), QUIET_PERIOD, |r, _| {
             io::copy(r, &mut io::sink())?;
             // An upload rewrites it in place, same size, after the archive took it.
             let mut f = File::options().write(true).open(&p)?;
@@ -204,7 +201,7 @@ mod tests {
     fn a_file_truncated_during_its_read_is_changed_not_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         let (p, bytes) = old_file(tmp.path(), "blob", 100_000);
-        let r = stream_stable(&p, QUIET_PERIOD, |r, m| {
+        let r = stream_stable(&At::of(&p).unwrap(), QUIET_PERIOD, |r, m| {
             let mut half = vec![0; bytes.len() / 2];
             r.read_exact(&mut half)?;
             File::options().write(true).open(&p)?.set_len(10)?;
@@ -222,7 +219,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (p, _) = old_file(tmp.path(), "blob", 1000);
         let err =
-            stream_stable(&p, QUIET_PERIOD, |_, _| anyhow::bail!("no space left")).unwrap_err();
+            stream_stable(&At::of(&p).unwrap(), QUIET_PERIOD, |_, _| anyhow::bail!("no space left")).unwrap_err();
         assert_eq!(format!("{err:#}"), "no space left");
     }
 
@@ -231,7 +228,7 @@ mod tests {
         // A sink that took only part of the file has a CRC unlike the file's.
         let tmp = tempfile::tempdir().unwrap();
         let (p, _) = old_file(tmp.path(), "blob", 10_000);
-        let r = stream_stable(&p, QUIET_PERIOD, |r, _| {
+        let r = stream_stable(&At::of(&p).unwrap(), QUIET_PERIOD, |r, _| {
             r.read_exact(&mut [0; 100])?;
             Ok(())
         })
@@ -249,10 +246,10 @@ mod tests {
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
         std::fs::rename(&link, &p).unwrap();
-        assert!(open_same(&p, &before).is_err());
+        assert!(open_same(&At::of(&p).unwrap(), &before).is_err());
         // And another file renamed over it is not the one that was checked.
         std::fs::rename(&other, &p).unwrap();
-        let err = open_same(&p, &before).unwrap_err();
+        let err = open_same(&At::of(&p).unwrap(), &before).unwrap_err();
         assert!(format!("{err:#}").contains("was replaced"), "{err:#}");
     }
 
@@ -260,7 +257,7 @@ mod tests {
     fn only_regular_files_are_streamed() {
         let tmp = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/etc/passwd", tmp.path().join("l")).unwrap();
-        let err = stream_stable(&tmp.path().join("l"), QUIET_PERIOD, |_, _| {
+        let err = stream_stable(&At::of(&tmp.path().join("l")).unwrap(), QUIET_PERIOD, |_, _| {
             panic!("a symlink was followed")
         })
         .unwrap_err();

@@ -5,6 +5,11 @@ use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime};
 
+/// The directory for the links to databases in `db`'s directory (see [`LinkDir`]).
+pub(super) fn links(db: &Path) -> LinkDir {
+    LinkDir::new(db.parent().unwrap()).unwrap()
+}
+
 fn old(path: &Path) {
     let f = File::options().write(true).open(path).unwrap();
     f.set_modified(SystemTime::now() - Duration::from_secs(3600))
@@ -88,7 +93,7 @@ fn snapshot_during_writes_is_consistent() {
     let writer = Writer::start(&db);
     for i in 0..10 {
         let snap = tmp.path().join(format!("snap-{i}.sqlite"));
-        sqlite_snapshot(&db, &snap, SQLITE_BUSY_TIMEOUT).unwrap();
+        sqlite_snapshot(&At::of(&db).unwrap(), &links(&db), &snap, SQLITE_BUSY_TIMEOUT).unwrap();
         let c = rusqlite::Connection::open(&snap).unwrap();
         let ok: String = c
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -109,7 +114,7 @@ fn a_quiet_file_is_copied_once_large_ones_are_staged() {
     let small = tmp.path().join("file-a.blob");
     std::fs::write(&small, b"abc").unwrap();
     old(&small);
-    let (c, meta) = copy_stable(&small, tmp.path(), "s1", QUIET_PERIOD).unwrap();
+    let (c, meta) = copy_stable(&At::of(&small).unwrap(), tmp.path(), "s1", QUIET_PERIOD).unwrap();
     assert_eq!(meta.len(), 3);
     assert!(matches!(c, StableCopy::Memory(ref b) if b == b"abc"));
 
@@ -117,7 +122,7 @@ fn a_quiet_file_is_copied_once_large_ones_are_staged() {
     let content = vec![7u8; MEMORY_COPY_MAX as usize + 1];
     std::fs::write(&big, &content).unwrap();
     old(&big);
-    let (c, _) = copy_stable(&big, tmp.path(), "s2", QUIET_PERIOD).unwrap();
+    let (c, _) = copy_stable(&At::of(&big).unwrap(), tmp.path(), "s2", QUIET_PERIOD).unwrap();
     match c {
         StableCopy::Staged(p) => assert_eq!(std::fs::read(p).unwrap(), content),
         StableCopy::Memory(_) => panic!("a large file was held in memory"),
@@ -147,7 +152,7 @@ fn a_blob_written_during_the_copy_is_never_torn() {
     };
     std::thread::sleep(Duration::from_millis(20));
     // No quiet period: the change checks alone must keep the copy whole.
-    let (c, meta) = copy_stable(&blob, tmp.path(), "s", Duration::ZERO).unwrap();
+    let (c, meta) = copy_stable(&At::of(&blob).unwrap(), tmp.path(), "s", Duration::ZERO).unwrap();
     writer.join().unwrap();
     let StableCopy::Memory(b) = c else {
         panic!("small file staged")
@@ -172,7 +177,7 @@ fn a_file_that_never_settles_is_an_error() {
             }
         })
     };
-    let err = copy_stable(&blob, tmp.path(), "s", Duration::from_millis(200)).unwrap_err();
+    let err = copy_stable(&At::of(&blob).unwrap(), tmp.path(), "s", Duration::from_millis(200)).unwrap_err();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     assert!(format!("{err:#}").contains("kept changing"), "{err:#}");
@@ -240,7 +245,7 @@ fn a_snapshot_has_no_journal_and_is_complete() {
     )
     .unwrap();
     let snap = tmp.path().join("snap.sqlite");
-    sqlite_snapshot(&db, &snap, SQLITE_BUSY_TIMEOUT).unwrap();
+    sqlite_snapshot(&At::of(&db).unwrap(), &links(&db), &snap, SQLITE_BUSY_TIMEOUT).unwrap();
     assert!(!tmp.path().join("snap.sqlite-journal").exists());
     let s = rusqlite::Connection::open(&snap).unwrap();
     let n: i64 = s
@@ -257,7 +262,7 @@ fn a_damaged_database_fails_the_snapshot_check() {
     let db = tmp.path().join("group-x.sqlite");
     damaged_db(&db);
     let snap = tmp.path().join("snap.sqlite");
-    let err = sqlite_snapshot(&db, &snap, SQLITE_BUSY_TIMEOUT).unwrap_err();
+    let err = sqlite_snapshot(&At::of(&db).unwrap(), &links(&db), &snap, SQLITE_BUSY_TIMEOUT).unwrap_err();
     assert!(
         format!("{err:#}").contains("integrity check"),
         "unexpected error: {err:#}"
@@ -274,54 +279,118 @@ fn sum_db(db: &Path) {
     .unwrap();
 }
 
-/// Another connection moving 1 between the two rows of a [`sum_db`] in a loop of
+/// This test binary run again as a child process that runs `mode` on `db` (see
+/// [`sqlite_child`]). A writer must be another process: the hot-journal check sees other
+/// processes' locks only (F_GETLK), as SQLite's own check does for them, and no connection
+/// of abssctl's writes an instance's database.
+pub(super) fn child(mode: &str, db: &Path) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "sys::archive::tests::sqlite_child", "--nocapture"])
+        .args(["--test-threads", "1"])
+        .env("ABSSCTL_TEST_SQLITE_CHILD", format!("{mode}:{}", db.display()))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait (30 s at most) until `child` made `flag`.
+pub(super) fn wait_for(flag: &Path, child: &mut std::process::Child) {
+    let started = std::time::Instant::now();
+    while !flag.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the child ended early");
+        assert!(started.elapsed() < Duration::from_secs(30), "the child never got there");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The child's side of [`child`]; in a plain test run it does nothing. Modes:
+/// `writer`: [`Writer`]'s loop, until `<db>.stop` exists, then its count in `<db>.count`;
+/// `crash`: a write transaction that spills pages into the database, then an exit without
+/// commit or rollback (a writer that died mid-commit: a real hot journal);
+/// `reserved`: a write transaction kept open (RESERVED held, its journal written) until
+/// `<db>.stop` exists, then rolled back.
+#[test]
+fn sqlite_child() {
+    let Ok(arg) = std::env::var("ABSSCTL_TEST_SQLITE_CHILD") else {
+        return;
+    };
+    let (mode, db) = arg.split_once(':').unwrap();
+    let flag = |ext: &str| PathBuf::from(format!("{db}.{ext}"));
+    let mut c = rusqlite::Connection::open(db).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    match mode {
+        "writer" => {
+            let mut n = 0u64;
+            while !flag("stop").exists() {
+                let tx = c.transaction().unwrap();
+                tx.execute(
+                    "UPDATE t SET v = v - 1, pad = randomblob(20000) WHERE id = 1",
+                    [],
+                )
+                .unwrap();
+                tx.execute("INSERT INTO t(v, pad) VALUES (0, randomblob(5000))", [])
+                    .unwrap();
+                tx.execute("UPDATE t SET v = v + 1 WHERE id = 2", [])
+                    .unwrap();
+                tx.commit().unwrap();
+                n += 1;
+                if n == 1 {
+                    std::fs::write(flag("wrote"), "").unwrap();
+                }
+            }
+            std::fs::write(flag("count"), n.to_string()).unwrap();
+        }
+        "crash" => {
+            // A cache of 10 pages: the update spills, writing the database under EXCLUSIVE
+            // after syncing the journal (its header then has its magic).
+            c.execute_batch("PRAGMA cache_size = 10; BEGIN; UPDATE t SET pad = randomblob(20000);")
+                .unwrap();
+            std::process::exit(0);
+        }
+        "reserved" => {
+            // synchronous=OFF writes the journal's header with its magic at once, so the
+            // journal looks hot but for the RESERVED lock.
+            c.execute_batch("PRAGMA synchronous = OFF; BEGIN; UPDATE t SET v = v WHERE id = 1;")
+                .unwrap();
+            std::fs::write(flag("wrote"), "").unwrap();
+            while !flag("stop").exists() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            c.execute_batch("ROLLBACK").unwrap();
+        }
+        _ => panic!("unknown mode {mode}"),
+    }
+}
+
+/// Another process moving 1 between the two rows of a [`sum_db`] in a loop of
 /// transactions (each also rewrites a row's padding and adds a row, so pages change).
 struct Writer {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<u64>,
+    db: PathBuf,
+    child: std::process::Child,
 }
 
 impl Writer {
-    /// Start the loop; returns once it has committed (on a loaded machine the thread may
+    /// Start the loop; returns once it has committed (on a loaded machine the child may
     /// otherwise not run before every read is taken, and the test would prove nothing).
     fn start(db: &Path) -> Writer {
-        use std::sync::atomic::Ordering::Relaxed;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let wrote = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let thread = {
-            let (db, stop, wrote) = (db.to_path_buf(), stop.clone(), wrote.clone());
-            std::thread::spawn(move || {
-                let mut c = rusqlite::Connection::open(&db).unwrap();
-                c.busy_timeout(Duration::from_secs(10)).unwrap();
-                let mut n = 0u64;
-                while !stop.load(Relaxed) {
-                    let tx = c.transaction().unwrap();
-                    tx.execute(
-                        "UPDATE t SET v = v - 1, pad = randomblob(20000) WHERE id = 1",
-                        [],
-                    )
-                    .unwrap();
-                    tx.execute("INSERT INTO t(v, pad) VALUES (0, randomblob(5000))", [])
-                        .unwrap();
-                    tx.execute("UPDATE t SET v = v + 1 WHERE id = 2", [])
-                        .unwrap();
-                    tx.commit().unwrap();
-                    n += 1;
-                    wrote.store(n, Relaxed);
-                }
-                n
-            })
-        };
-        while wrote.load(Relaxed) == 0 {
-            std::thread::sleep(Duration::from_millis(1));
+        let mut child = child("writer", db);
+        wait_for(&PathBuf::from(format!("{}.wrote", db.display())), &mut child);
+        Writer {
+            db: db.to_path_buf(),
+            child,
         }
-        Writer { stop, thread }
     }
 
     /// Stop the loop; it must have committed at least once.
-    fn stop(self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        assert!(self.thread.join().unwrap() > 0, "the writer never ran");
+    fn stop(mut self) {
+        let flag = |ext: &str| PathBuf::from(format!("{}.{ext}", self.db.display()));
+        std::fs::write(flag("stop"), "").unwrap();
+        assert!(self.child.wait().unwrap().success(), "the writer failed");
+        let n: u64 = std::fs::read_to_string(flag("count"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(n > 0, "the writer never ran");
     }
 }
 
@@ -349,7 +418,9 @@ fn damaged_db(db: &Path) {
 /// Hold `db`, read all of its file (checking the length given) with `during` run while
 /// still held, and return the bytes.
 fn read_held(db: &Path, during: impl FnOnce()) -> Result<Vec<u8>> {
-    let held = hold_sqlite(db, SQLITE_BUSY_TIMEOUT)?.expect("a rollback-journal database is held");
+    let links = links(db);
+    let held = hold_sqlite(&At::of(db)?, &links, SQLITE_BUSY_TIMEOUT)?
+        .expect("a rollback-journal database is held");
     held.read_checked(|file, len| {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut &*file, &mut bytes)?;
@@ -429,10 +500,10 @@ fn a_damaged_database_is_refused_by_the_hold() {
     );
 }
 
-/// A WAL database's file alone is not its committed state: it is not held (the caller
-/// takes the backup-API snapshot), and that snapshot holds the rows still in the WAL.
+/// A WAL database's file alone is not its committed state, and its `-wal` and `-shm`
+/// would need names of their own: it is refused, held or snapshotted, with the way out.
 #[test]
-fn a_wal_database_is_not_held_and_snapshots_instead() {
+fn a_wal_database_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("group-w.sqlite");
     let c = rusqlite::Connection::open(&db).unwrap();
@@ -440,15 +511,13 @@ fn a_wal_database_is_not_held_and_snapshots_instead() {
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    c.execute_batch("PRAGMA wal_autocheckpoint = 0;").unwrap();
     sum_db(&db);
-    assert!(hold_sqlite(&db, SQLITE_BUSY_TIMEOUT).unwrap().is_none());
+    let at = At::of(&db).unwrap();
+    let err = hold_sqlite(&at, &links(&db), SQLITE_BUSY_TIMEOUT).unwrap_err();
+    assert!(format!("{err:#}").contains("is in WAL mode"), "{err:#}");
+    assert_eq!(crate::error::classify(&err).0, crate::error::Kind::Environment);
     let snap = tmp.path().join("snap.sqlite");
-    sqlite_snapshot(&db, &snap, SQLITE_BUSY_TIMEOUT).unwrap();
-    let s = rusqlite::Connection::open(&snap).unwrap();
-    let sum: i64 = s
-        .query_row("SELECT sum(v) FROM t", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(sum, 100);
+    let err = sqlite_snapshot(&at, &links(&db), &snap, SQLITE_BUSY_TIMEOUT).unwrap_err();
+    assert!(format!("{err:#}").contains("is in WAL mode"), "{err:#}");
     drop(c);
 }

@@ -255,16 +255,21 @@ fn prepare(i: usize, f: &ar::Found, staging: &std::path::Path, stream: bool) -> 
         DataKind::Copy if streamed(f, stream) => Ready::Stream,
         DataKind::Copy => {
             let (copy, meta) =
-                ar::copy_stable(&f.path, staging, &format!("file-{i}"), ar::QUIET_PERIOD)?;
+                ar::copy_stable(&f.at, staging, &format!("file-{i}"), ar::QUIET_PERIOD)?;
             Ready::Copy(copy, Box::new(meta))
         }
     })
 }
 
 /// A backup-API snapshot of the database `f` into the staging dir, and its size.
-fn snapshot(i: usize, f: &ar::Found, staging: &std::path::Path) -> Result<(PathBuf, u64)> {
+fn snapshot(
+    i: usize,
+    f: &ar::Found,
+    links: &ar::LinkDir,
+    staging: &std::path::Path,
+) -> Result<(PathBuf, u64)> {
     let snap = staging.join(format!("db-{i}.sqlite"));
-    ar::sqlite_snapshot(&f.path, &snap, ar::SQLITE_BUSY_TIMEOUT)?;
+    ar::sqlite_snapshot(&f.at, links, &snap, ar::SQLITE_BUSY_TIMEOUT)?;
     let size = std::fs::metadata(&snap)
         .with_context(|| format!("reading {}", snap.display()))?
         .len();
@@ -282,6 +287,8 @@ struct Plan<'a> {
     mtime: u64,
     data_meta: &'a std::fs::Metadata,
     found: &'a [ar::Found],
+    /// Where the databases get their root-owned second names (beside the data dir).
+    links: &'a ar::LinkDir,
     total: u64,
     progress: &'a dyn crate::ops::ui::Progress,
 }
@@ -316,12 +323,12 @@ fn write_archive(plan: &Plan, stream: bool) -> Result<(ar::Written, usize, u64)>
                 Ready::Skip => return Ok(()),
                 Ready::Database => {
                     plan.progress.step(&format!("snapshot of {}", f.rel));
-                    match ar::hold_sqlite(&f.path, ar::SQLITE_BUSY_TIMEOUT)? {
+                    match ar::hold_sqlite(&f.at, plan.links, ar::SQLITE_BUSY_TIMEOUT)? {
                         Some(db) => {
                             db.read_checked(|file, len| w.add_file(&member, &f.meta, len, file))?
                         }
                         None => {
-                            let (snap, size) = snapshot(files, f, stage)?;
+                            let (snap, size) = snapshot(files, f, plan.links, stage)?;
                             let file = std::fs::File::open(&snap)
                                 .with_context(|| format!("opening {}", snap.display()))?;
                             w.add_file(&member, &f.meta, size, file)?;
@@ -330,7 +337,7 @@ fn write_archive(plan: &Plan, stream: bool) -> Result<(ar::Written, usize, u64)>
                     }
                 }
                 Ready::Stream => {
-                    let streamed = ar::stream_stable(&f.path, ar::QUIET_PERIOD, |file, meta| {
+                    let streamed = ar::stream_stable(&f.at, ar::QUIET_PERIOD, |file, meta| {
                         w.add_file(&member, meta, meta.len(), file)?;
                         // Lets a test change the file between its read and its check.
                         #[cfg(feature = "failpoints")]
@@ -340,13 +347,13 @@ fn write_archive(plan: &Plan, stream: bool) -> Result<(ar::Written, usize, u64)>
                     match streamed {
                         ar::Streamed::Whole => {}
                         ar::Streamed::Changed => {
-                            return Err(ar::ChangedWhileArchived(f.path.clone()).into());
+                            return Err(ar::ChangedWhileArchived(f.at.path.clone()).into());
                         }
                         // Written moments ago: nothing of it is in the archive yet, so
                         // it takes the checked copy, which waits for it to settle.
                         ar::Streamed::NotQuiet => {
                             let (copy, meta) = ar::copy_stable(
-                                &f.path,
+                                &f.at,
                                 stage,
                                 &format!("file-{files}"),
                                 ar::QUIET_PERIOD,
@@ -441,6 +448,9 @@ fn create_one(
     let progress = ctx.ui.progress(ctx.globals.json, ctx.globals.quiet);
     progress.step(&format!("backing up '{name}' to {}", dest.display()));
     let (found, skipped) = ar::walk(&data)?;
+    // Lets a test swap a directory the walk saw for a symlink before anything is read.
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("backup-create-after-walk");
     for s in &skipped {
         ctx.op
             .warnings
@@ -458,6 +468,9 @@ fn create_one(
         port: entry.port,
         includes: includes.clone(),
     };
+    // The databases are opened through links in the instance's own (root-owned) directory,
+    // never by a path through the user's data (sys::archive_link).
+    let links = ar::LinkDir::new(data.parent().unwrap_or(&data))?;
     let data_meta = std::fs::symlink_metadata(&data)
         .with_context(|| format!("reading the metadata of {}", data.display()))?;
     let plan = Plan {
@@ -470,6 +483,7 @@ fn create_one(
         mtime: now.unix_timestamp().max(0) as u64,
         data_meta: &data_meta,
         found: &found,
+        links: &links,
         total,
         progress: &*progress,
     };
