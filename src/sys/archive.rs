@@ -506,5 +506,8 @@ pub fn staging_dir(dir: &Path) -> Result<tempfile::TempDir> {
 }
 
 #[cfg(test)]
+#[path = "archive_swap_tests.rs"]
+mod swap_tests;
+#[cfg(test)]
 #[path = "archive_tests.rs"]
 mod tests;

@@ -39,7 +39,7 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct LinkDir {
     fd: Arc<OwnedFd>,
-    dir: tempfile::TempDir,
+    pub(super) dir: tempfile::TempDir,
     next: AtomicUsize,
 }
 

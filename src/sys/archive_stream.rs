@@ -178,7 +178,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("blob");
         std::fs::write(&p, b"just written").unwrap();
-        let r = stream_stable(&At::of(&p).unwrap(), Duration::ZERO, |_, _| panic!("a fresh file was read"));
+        let r = stream_stable(&At::of(&p).unwrap(), Duration::ZERO, |_, _| {
+            panic!("a fresh file was read")
+        });
         assert!(matches!(r.unwrap(), Streamed::NotQuiet));
     }
 
@@ -218,8 +220,10 @@ mod tests {
     fn an_error_of_the_sink_on_an_unchanged_file_is_returned() {
         let tmp = tempfile::tempdir().unwrap();
         let (p, _) = old_file(tmp.path(), "blob", 1000);
-        let err =
-            stream_stable(&At::of(&p).unwrap(), QUIET_PERIOD, |_, _| anyhow::bail!("no space left")).unwrap_err();
+        let err = stream_stable(&At::of(&p).unwrap(), QUIET_PERIOD, |_, _| {
+            anyhow::bail!("no space left")
+        })
+        .unwrap_err();
         assert_eq!(format!("{err:#}"), "no space left");
     }
 
@@ -257,9 +261,11 @@ mod tests {
     fn only_regular_files_are_streamed() {
         let tmp = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/etc/passwd", tmp.path().join("l")).unwrap();
-        let err = stream_stable(&At::of(&tmp.path().join("l")).unwrap(), QUIET_PERIOD, |_, _| {
-            panic!("a symlink was followed")
-        })
+        let err = stream_stable(
+            &At::of(&tmp.path().join("l")).unwrap(),
+            QUIET_PERIOD,
+            |_, _| panic!("a symlink was followed"),
+        )
         .unwrap_err();
         assert!(format!("{err:#}").contains("not a regular file"), "{err:#}");
     }

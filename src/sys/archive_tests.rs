@@ -93,7 +93,13 @@ fn snapshot_during_writes_is_consistent() {
     let writer = Writer::start(&db);
     for i in 0..10 {
         let snap = tmp.path().join(format!("snap-{i}.sqlite"));
-        sqlite_snapshot(&At::of(&db).unwrap(), &links(&db), &snap, SQLITE_BUSY_TIMEOUT).unwrap();
+        sqlite_snapshot(
+            &At::of(&db).unwrap(),
+            &links(&db),
+            &snap,
+            SQLITE_BUSY_TIMEOUT,
+        )
+        .unwrap();
         let c = rusqlite::Connection::open(&snap).unwrap();
         let ok: String = c
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -177,7 +183,13 @@ fn a_file_that_never_settles_is_an_error() {
             }
         })
     };
-    let err = copy_stable(&At::of(&blob).unwrap(), tmp.path(), "s", Duration::from_millis(200)).unwrap_err();
+    let err = copy_stable(
+        &At::of(&blob).unwrap(),
+        tmp.path(),
+        "s",
+        Duration::from_millis(200),
+    )
+    .unwrap_err();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     assert!(format!("{err:#}").contains("kept changing"), "{err:#}");
@@ -245,7 +257,13 @@ fn a_snapshot_has_no_journal_and_is_complete() {
     )
     .unwrap();
     let snap = tmp.path().join("snap.sqlite");
-    sqlite_snapshot(&At::of(&db).unwrap(), &links(&db), &snap, SQLITE_BUSY_TIMEOUT).unwrap();
+    sqlite_snapshot(
+        &At::of(&db).unwrap(),
+        &links(&db),
+        &snap,
+        SQLITE_BUSY_TIMEOUT,
+    )
+    .unwrap();
     assert!(!tmp.path().join("snap.sqlite-journal").exists());
     let s = rusqlite::Connection::open(&snap).unwrap();
     let n: i64 = s
@@ -262,7 +280,13 @@ fn a_damaged_database_fails_the_snapshot_check() {
     let db = tmp.path().join("group-x.sqlite");
     damaged_db(&db);
     let snap = tmp.path().join("snap.sqlite");
-    let err = sqlite_snapshot(&At::of(&db).unwrap(), &links(&db), &snap, SQLITE_BUSY_TIMEOUT).unwrap_err();
+    let err = sqlite_snapshot(
+        &At::of(&db).unwrap(),
+        &links(&db),
+        &snap,
+        SQLITE_BUSY_TIMEOUT,
+    )
+    .unwrap_err();
     assert!(
         format!("{err:#}").contains("integrity check"),
         "unexpected error: {err:#}"
@@ -285,9 +309,16 @@ fn sum_db(db: &Path) {
 /// of abssctl's writes an instance's database.
 pub(super) fn child(mode: &str, db: &Path) -> std::process::Child {
     std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "sys::archive::tests::sqlite_child", "--nocapture"])
+        .args([
+            "--exact",
+            "sys::archive::tests::sqlite_child",
+            "--nocapture",
+        ])
         .args(["--test-threads", "1"])
-        .env("ABSSCTL_TEST_SQLITE_CHILD", format!("{mode}:{}", db.display()))
+        .env(
+            "ABSSCTL_TEST_SQLITE_CHILD",
+            format!("{mode}:{}", db.display()),
+        )
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap()
@@ -298,7 +329,10 @@ pub(super) fn wait_for(flag: &Path, child: &mut std::process::Child) {
     let started = std::time::Instant::now();
     while !flag.exists() {
         assert!(child.try_wait().unwrap().is_none(), "the child ended early");
-        assert!(started.elapsed() < Duration::from_secs(30), "the child never got there");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the child never got there"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -316,12 +350,15 @@ fn sqlite_child() {
     };
     let (mode, db) = arg.split_once(':').unwrap();
     let flag = |ext: &str| PathBuf::from(format!("{db}.{ext}"));
+    // A test that failed before telling its child to stop must not leave it running.
+    let parent = nix::unistd::getppid();
+    let orphan = || nix::unistd::getppid() != parent;
     let mut c = rusqlite::Connection::open(db).unwrap();
     c.busy_timeout(Duration::from_secs(10)).unwrap();
     match mode {
         "writer" => {
             let mut n = 0u64;
-            while !flag("stop").exists() {
+            while !flag("stop").exists() && !orphan() {
                 let tx = c.transaction().unwrap();
                 tx.execute(
                     "UPDATE t SET v = v - 1, pad = randomblob(20000) WHERE id = 1",
@@ -350,10 +387,10 @@ fn sqlite_child() {
         "reserved" => {
             // synchronous=OFF writes the journal's header with its magic at once, so the
             // journal looks hot but for the RESERVED lock.
-            c.execute_batch("PRAGMA synchronous = OFF; BEGIN; UPDATE t SET v = v WHERE id = 1;")
+            c.execute_batch("PRAGMA synchronous = OFF; BEGIN; UPDATE t SET v = v + 1;")
                 .unwrap();
             std::fs::write(flag("wrote"), "").unwrap();
-            while !flag("stop").exists() {
+            while !flag("stop").exists() && !orphan() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             c.execute_batch("ROLLBACK").unwrap();
@@ -374,7 +411,10 @@ impl Writer {
     /// otherwise not run before every read is taken, and the test would prove nothing).
     fn start(db: &Path) -> Writer {
         let mut child = child("writer", db);
-        wait_for(&PathBuf::from(format!("{}.wrote", db.display())), &mut child);
+        wait_for(
+            &PathBuf::from(format!("{}.wrote", db.display())),
+            &mut child,
+        );
         Writer {
             db: db.to_path_buf(),
             child,
@@ -515,7 +555,10 @@ fn a_wal_database_is_refused() {
     let at = At::of(&db).unwrap();
     let err = hold_sqlite(&at, &links(&db), SQLITE_BUSY_TIMEOUT).unwrap_err();
     assert!(format!("{err:#}").contains("is in WAL mode"), "{err:#}");
-    assert_eq!(crate::error::classify(&err).0, crate::error::Kind::Environment);
+    assert_eq!(
+        crate::error::classify(&err).0,
+        crate::error::Kind::Environment
+    );
     let snap = tmp.path().join("snap.sqlite");
     let err = sqlite_snapshot(&at, &links(&db), &snap, SQLITE_BUSY_TIMEOUT).unwrap_err();
     assert!(format!("{err:#}").contains("is in WAL mode"), "{err:#}");
