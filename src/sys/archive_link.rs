@@ -34,6 +34,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+const LINK_DIR_PREFIX: &str = ".abssctl-links-";
+
+/// Remove the link directories a crashed `backup create` left in `instance_dir` (checked
+/// to be root's and writable by no one else). The caller holds the instance's lock, so
+/// no other create is using one; what they hold is only second names of databases.
+fn remove_stale(instance_dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(instance_dir)
+        .with_context(|| format!("reading {}", instance_dir.display()))?;
+    for e in entries {
+        let e = e.with_context(|| format!("reading {}", instance_dir.display()))?;
+        let stale = e.file_name().to_string_lossy().starts_with(LINK_DIR_PREFIX)
+            && e.file_type().is_ok_and(|t| t.is_dir());
+        if stale {
+            std::fs::remove_dir_all(e.path())
+                .with_context(|| format!("removing the leftover {}", e.path().display()))?;
+            tracing::info!(
+                "removed {}, left by an interrupted backup",
+                e.path().display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A private (0700) directory of root's beside the data directory, for the databases'
 /// second names; removed with everything in it when dropped.
 #[derive(Debug)]
@@ -62,8 +86,9 @@ impl LinkDir {
             .hint("chown root: and chmod go-w that directory, then back up again")
             .into());
         }
+        remove_stale(instance_dir)?;
         let dir = tempfile::Builder::new()
-            .prefix(".abssctl-links-")
+            .prefix(LINK_DIR_PREFIX)
             .tempdir_in(instance_dir)
             .with_context(|| {
                 format!("creating a private directory in {}", instance_dir.display())

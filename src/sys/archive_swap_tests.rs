@@ -238,3 +238,26 @@ fn a_database_on_another_filesystem_is_refused() {
         crate::error::Kind::Environment
     );
 }
+
+/// A link directory a crashed create left behind goes with the next create of that
+/// instance (the lock makes it no one else's); other entries stay.
+#[test]
+fn a_crashed_creates_link_directory_is_removed_by_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stale = tmp.path().join(".abssctl-links-crashed");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("0.sqlite"), b"a second name").unwrap();
+    std::fs::create_dir(tmp.path().join("data")).unwrap();
+    let links = LinkDir::new(tmp.path()).unwrap();
+    assert!(!stale.exists());
+    assert!(tmp.path().join("data").is_dir());
+    let mut names: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].starts_with(".abssctl-links-") && names[1] == "data");
+    drop(links);
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+}
