@@ -146,7 +146,7 @@ fn gather(ctx: &Ctx, opts: &Options) -> Facts {
     let t = opts.timeout.unwrap_or(EXEC_TIMEOUT);
     let ask = Probe::new("env.systemd", t, move || {
         use crate::sys::systemd::{LazySystemd, Systemd};
-        LazySystemd::new()
+        LazySystemd::over_bus()
             .unit_status(&units)
             .map_err(|e| crate::error::classify(&e).1)
     });

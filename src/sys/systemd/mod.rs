@@ -125,6 +125,15 @@ impl LazySystemd {
         Self::default()
     }
 
+    /// Reads too go over the system bus: for the doctor, whose `env.systemd` says whether
+    /// the bus that every change needs answers (the private socket would answer for it).
+    pub fn over_bus() -> Self {
+        let s = Self::default();
+        // Set to "no private socket" up front, so `reads` goes to the bus.
+        let _ = s.reader.set(None);
+        s
+    }
+
     fn get(&self) -> Result<&DbusSystemd> {
         if let Some(s) = self.inner.get() {
             return Ok(s);
@@ -199,6 +208,52 @@ impl Systemd for LazySystemd {
 #[allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
 mod tests {
     use super::*;
+
+    /// Against a real systemd, as root: the private socket is used, answers what the bus
+    /// answers (a unit that runs, one that does not exist), many reads in a row each get
+    /// their answer, and `over_bus` (the doctor's) never takes the private socket.
+    #[test]
+    #[ignore = "needs systemd on the system bus (real tier)"]
+    fn real_systemd_private_reads_are_the_bus_reads() {
+        let units = vec![
+            "dbus.service".to_string(),
+            "abssctl-nope.service".to_string(),
+        ];
+        let bus = DbusSystemd::connect().expect("connect").unit_status(&units);
+        for _ in 0..20 {
+            let private = DbusSystemd::connect_for_reads()
+                .expect("connect to the private socket")
+                .expect("root has the private socket");
+            let got = private.unit_status(&units).expect("read");
+            let want = bus.as_ref().expect("bus read");
+            let key = |v: &[UnitStatus]| {
+                v.iter()
+                    .map(|s| {
+                        (
+                            s.unit.clone(),
+                            s.load_state.clone(),
+                            s.active_state.clone(),
+                            s.main_pid,
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(key(&got), key(want));
+            assert!(
+                got[0].main_pid != 0 && got[0].active_state == "active",
+                "{got:?}"
+            );
+        }
+        let doctor = LazySystemd::over_bus();
+        doctor.unit_status(&units).expect("read over the bus");
+        assert!(
+            doctor.inner.get().is_some(),
+            "the doctor's read went elsewhere"
+        );
+        let list = LazySystemd::new();
+        list.unit_status(&units).expect("read");
+        assert!(list.inner.get().is_none(), "root's read went over the bus");
+    }
 
     /// Against a real systemd (the container tier points DBUS_SYSTEM_BUS_ADDRESS at the
     /// container's bus): a transient command's exit status and result come back, as a

@@ -33,6 +33,8 @@ check "real_systemd_transient_and_jobs is among them" \
     grep -q '^test sys::systemd::tests::real_systemd_transient_and_jobs \.\.\. ok$' "$CT_SHARE/live.out"
 check "real_systemd_cancels_a_start_that_outlives_its_timeout is among them" \
     grep -q '^test sys::systemd::tests::real_systemd_cancels_a_start_that_outlives_its_timeout \.\.\. ok$' "$CT_SHARE/live.out"
+check "real_systemd_private_reads_are_the_bus_reads is among them" \
+    grep -q '^test sys::systemd::tests::real_systemd_private_reads_are_the_bus_reads \.\.\. ok$' "$CT_SHARE/live.out"
 check "the slow test unit was cleaned up" \
     in_ct test ! -e /run/systemd/system/abssctl-test-slow.service
 
