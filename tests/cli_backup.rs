@@ -10,12 +10,6 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-fn old(path: &Path) {
-    let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
-        .unwrap();
-}
-
 /// The instance `budget` with real databases (account: 1 row, group-x: 100 rows), a blob
 /// and `.migrate` under <root>/srv/budget/data.
 fn instance(root: &Path) -> PathBuf {
@@ -35,8 +29,8 @@ fn instance(root: &Path) -> PathBuf {
     }
     std::fs::write(data.join("user-files/file-x.blob"), vec![42u8; 50_000]).unwrap();
     // Not recently written: the copy does not wait for the file to be quiet.
-    old(&data.join(".migrate"));
-    old(&data.join("user-files/file-x.blob"));
+    common::make_old(&data.join(".migrate"));
+    common::make_old(&data.join("user-files/file-x.blob"));
     data
 }
 
@@ -233,7 +227,7 @@ fn large_blobs_arrive_whole_streamed_or_copied() {
     let size = 9 * 1024 * 1024;
     let quiet: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
     std::fs::write(data.join("user-files/file-quiet.blob"), &quiet).unwrap();
-    old(&data.join("user-files/file-quiet.blob"));
+    common::make_old(&data.join("user-files/file-quiet.blob"));
     std::fs::write(data.join("user-files/file-fresh.blob"), vec![9u8; size]).unwrap();
     let r = create(root);
     let path = PathBuf::from(r["path"].as_str().unwrap());

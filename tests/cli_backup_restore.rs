@@ -24,12 +24,7 @@ fn with_backup(root: &Path) -> (PathBuf, String, PathBuf) {
     a.execute_batch("CREATE TABLE auth(method TEXT); INSERT INTO auth VALUES ('password');")
         .unwrap();
     drop(a);
-    let h = std::fs::File::options()
-        .write(true)
-        .open(data.join(".migrate"))
-        .unwrap();
-    h.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
-        .unwrap();
+    common::make_old(&data.join(".migrate"));
     let c = json_ok(
         &abssctl(root)
             .args(["backup", "create", "budget", "--json"])

@@ -18,12 +18,7 @@ fn four_backups(root: &Path) -> Vec<String> {
     let data = root.join("srv/budget/data");
     std::fs::create_dir_all(data.join("user-files")).unwrap();
     std::fs::write(data.join("user-files/file-x.blob"), b"blob").unwrap();
-    let f = std::fs::File::options()
-        .write(true)
-        .open(data.join("user-files/file-x.blob"))
-        .unwrap();
-    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
-        .unwrap();
+    common::make_old(&data.join("user-files/file-x.blob"));
     let mut ids = Vec::new();
     for _ in 0..4 {
         let c = json_ok(

@@ -244,12 +244,7 @@ fn a_streamed_blob_changed_after_its_read_gets_a_second_archive() {
     let blob = files.join("file-big.blob");
     let size = 9 * 1024 * 1024; // over the in-memory copy limit: streamed
     std::fs::write(&blob, vec![b'a'; size]).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&blob)
-        .unwrap()
-        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
-        .unwrap();
+    common::make_old(&blob);
     let child = common::command(root)
         .args(["--json", "backup", "create", "budget"])
         .env("FAILPOINTS", "backup-create-after-stream=sleep(4000)")
@@ -329,12 +324,7 @@ fn directories_swapped_for_links_after_the_walk_are_not_followed() {
         std::fs::create_dir_all(dir.join("user-files")).unwrap();
         let blob = dir.join("user-files/file-a.blob");
         std::fs::write(&blob, marker.repeat(100)).unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&blob)
-            .unwrap()
-            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
-            .unwrap();
+        common::make_old(&blob);
     };
     db(&data, "ORIGINAL-BYTES");
     db(&other, "SECRET-MARKER!");

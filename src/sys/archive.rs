@@ -9,7 +9,7 @@
 
 use crate::domain::backup::Algorithm;
 use crate::error::Failure;
-use crate::sys::fdwalk::open_dir;
+use crate::sys::fdwalk::{DIR_FLAGS, open_dir};
 use crate::sys::writeback::FlushingFile;
 use anyhow::{Context, Result};
 use nix::fcntl::OFlag;
@@ -412,11 +412,6 @@ pub struct Found {
     pub meta: Metadata,
 }
 
-const DIR_FLAGS: OFlag = OFlag::O_RDONLY
-    .union(OFlag::O_DIRECTORY)
-    .union(OFlag::O_NOFOLLOW)
-    .union(OFlag::O_CLOEXEC);
-
 /// Every directory and regular file under `dir` (depth first, sorted by name, the
 /// directories before their content). Symlinks and special files are left out (an
 /// instance's data has none; following one could leave the data directory).
@@ -435,18 +430,7 @@ pub fn walk(dir: &Path) -> Result<(Vec<Found>, Vec<PathBuf>)> {
         out: &mut Vec<Found>,
         skipped: &mut Vec<PathBuf>,
     ) -> Result<()> {
-        let mut names: Vec<CString> = {
-            let dup = fd.try_clone().context("duplicating a directory handle")?;
-            let mut d = nix::dir::Dir::from_fd(dup)
-                .with_context(|| format!("reading {}", dir.display()))?;
-            d.iter()
-                .map(|e| e.map(|e| e.file_name().to_owned()))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .with_context(|| format!("reading {}", dir.display()))?
-                .into_iter()
-                .filter(|c| c.as_bytes() != b"." && c.as_bytes() != b"..")
-                .collect()
-        };
+        let mut names = crate::sys::fdwalk::names(&fd, dir)?;
         names.sort();
         for name in names {
             let os = std::ffi::OsStr::from_bytes(name.as_bytes());

@@ -1,10 +1,9 @@
 //! The data directory's user against root's reads: directories swapped for links after
 //! the walk, hot journals, live writers, the link directory's own checks.
 #![allow(clippy::unwrap_used)] // a panic is how a test reports a wrong result
-use super::tests::{child, links, wait_for};
+use super::tests::{child, links, old, wait_for};
 use super::*;
 use std::os::unix::fs::MetadataExt;
-use std::time::{Duration, SystemTime};
 
 const SECRET: &[u8] = b"SECRET-MARKER!";
 
@@ -25,13 +24,21 @@ fn data(dir: &Path, marker: &str) {
     for (name, n) in [("file-a.blob", 100), ("file-big.blob", 20_000)] {
         let p = dir.join("user-files").join(name);
         std::fs::write(&p, marker.repeat(n)).unwrap();
-        File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_modified(SystemTime::now() - Duration::from_secs(3600))
-            .unwrap();
+        old(&p);
     }
+}
+
+/// The bytes of `db` as a held read gives them to the archive.
+fn held_bytes(db: &At, links: &LinkDir) -> Vec<u8> {
+    let held = hold_sqlite(db, links, SQLITE_BUSY_TIMEOUT)
+        .unwrap()
+        .expect("a database that can be held");
+    held.read_checked(|mut f, _| {
+        let mut b = Vec::new();
+        f.read_to_end(&mut b)?;
+        Ok(b)
+    })
+    .unwrap()
 }
 
 /// After the walk, `server-files` and `user-files` become links to directories holding
@@ -72,16 +79,7 @@ fn directories_swapped_for_links_after_the_walk_are_not_followed() {
 
     let db = at("server-files/account.sqlite");
     let links = LinkDir::new(&inst).unwrap();
-    let held = hold_sqlite(db, &links, SQLITE_BUSY_TIMEOUT)
-        .unwrap()
-        .unwrap();
-    let bytes = held
-        .read_checked(|mut f, _| {
-            let mut b = Vec::new();
-            f.read_to_end(&mut b)?;
-            Ok(b)
-        })
-        .unwrap();
+    let bytes = held_bytes(db, &links);
     assert!(!has(&bytes, SECRET));
     assert_eq!(bytes, original("server-files.seen/account.sqlite"));
 
@@ -181,16 +179,7 @@ fn a_live_writers_journal_is_not_hot() {
         journal.len()
     );
     let links = links(&db);
-    let held = hold_sqlite(&At::of(&db).unwrap(), &links, SQLITE_BUSY_TIMEOUT)
-        .unwrap()
-        .unwrap();
-    let bytes = held
-        .read_checked(|mut f, _| {
-            let mut b = Vec::new();
-            f.read_to_end(&mut b)?;
-            Ok(b)
-        })
-        .unwrap();
+    let bytes = held_bytes(&At::of(&db).unwrap(), &links);
     assert_eq!(bytes, clean);
     std::fs::write(tmp.path().join("account.sqlite.stop"), "").unwrap();
     assert!(writer.wait().unwrap().success());

@@ -10,7 +10,8 @@ pub(super) fn links(db: &Path) -> LinkDir {
     LinkDir::new(db.parent().unwrap()).unwrap()
 }
 
-fn old(path: &Path) {
+/// Make `path` an hour old: past the quiet period.
+pub(super) fn old(path: &Path) {
     let f = File::options().write(true).open(path).unwrap();
     f.set_modified(SystemTime::now() - Duration::from_secs(3600))
         .unwrap();

@@ -10,7 +10,7 @@
 //! inside a directory only root can write. One `syncfs` makes the whole copy durable.
 
 use crate::error::Failure;
-use crate::sys::fdwalk::open_dir;
+use crate::sys::fdwalk::{DIR_FLAGS, open_dir};
 use anyhow::{Context, Result};
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{Mode, SFlag};
@@ -37,11 +37,6 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<Copied> {
     Ok(n)
 }
 
-const DIR_FLAGS: OFlag = OFlag::O_RDONLY
-    .union(OFlag::O_DIRECTORY)
-    .union(OFlag::O_NOFOLLOW)
-    .union(OFlag::O_CLOEXEC);
-
 fn copy_dir(fd: &OwnedFd, path: &Path, dst: &Path, n: &mut Copied) -> Result<()> {
     let st =
         nix::sys::stat::fstat(fd.as_fd()).with_context(|| format!("stat {}", path.display()))?;
@@ -49,19 +44,7 @@ fn copy_dir(fd: &OwnedFd, path: &Path, dst: &Path, n: &mut Copied) -> Result<()>
         .mode(0o700)
         .create(dst)
         .with_context(|| format!("creating {}", dst.display()))?;
-    let names: Vec<std::ffi::CString> = {
-        let dup = fd.try_clone().context("duplicating a directory handle")?;
-        let mut d =
-            nix::dir::Dir::from_fd(dup).with_context(|| format!("listing {}", path.display()))?;
-        d.iter()
-            .map(|e| e.map(|e| e.file_name().to_owned()))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .with_context(|| format!("listing {}", path.display()))?
-            .into_iter()
-            .filter(|c| c.as_bytes() != b"." && c.as_bytes() != b"..")
-            .collect()
-    };
-    for name in names {
+    for name in crate::sys::fdwalk::names(fd, path)? {
         let rel = std::ffi::OsStr::from_bytes(name.as_bytes());
         let (child, to) = (path.join(rel), dst.join(rel));
         match nix::fcntl::openat(fd, name.as_c_str(), DIR_FLAGS, Mode::empty()) {

@@ -15,7 +15,8 @@ use std::path::Path;
 /// What a walk calls for every entry: its handle and its path (for messages only).
 pub type Visit<'a> = dyn FnMut(&OwnedFd, &Path) -> Result<()> + 'a;
 
-const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+/// A directory's open in these walks: read only, never through a link.
+pub const DIR_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_DIRECTORY)
     .union(OFlag::O_NOFOLLOW)
     .union(OFlag::O_CLOEXEC);
@@ -26,23 +27,26 @@ pub fn open_dir(dir: &Path) -> Result<OwnedFd> {
         .with_context(|| format!("opening {} (a directory, not a link)", dir.display()))
 }
 
+/// The names in the directory `fd` (`path` for messages), without `.` and `..`, in the
+/// order the directory gives them.
+pub fn names(fd: &OwnedFd, path: &Path) -> Result<Vec<std::ffi::CString>> {
+    let dup = fd.try_clone().context("duplicating a directory handle")?;
+    let mut d =
+        nix::dir::Dir::from_fd(dup).with_context(|| format!("listing {}", path.display()))?;
+    Ok(d.iter()
+        .map(|e| e.map(|e| e.file_name().to_owned()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .with_context(|| format!("listing {}", path.display()))?
+        .into_iter()
+        .filter(|c| c.as_bytes() != b"." && c.as_bytes() != b"..")
+        .collect())
+}
+
 /// Visit every entry under `fd` (children before their directory, the directory itself
 /// last). An entry gone between the listing and its open (a server deleting a temp file)
 /// is skipped: there is nothing left to change.
 pub fn walk(fd: OwnedFd, path: &Path, visit: &mut Visit<'_>) -> Result<()> {
-    let names: Vec<std::ffi::CString> = {
-        let dup = fd.try_clone().context("duplicating a directory handle")?;
-        let mut d =
-            nix::dir::Dir::from_fd(dup).with_context(|| format!("listing {}", path.display()))?;
-        d.iter()
-            .map(|e| e.map(|e| e.file_name().to_owned()))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .with_context(|| format!("listing {}", path.display()))?
-            .into_iter()
-            .filter(|c| c.as_bytes() != b"." && c.as_bytes() != b"..")
-            .collect()
-    };
-    for name in names {
+    for name in names(&fd, path)? {
         let child = path.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
         match nix::fcntl::openat(&fd, name.as_c_str(), DIR_FLAGS, Mode::empty()) {
             Ok(sub) => walk(sub, &child, visit)?,

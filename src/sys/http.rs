@@ -63,9 +63,11 @@ pub fn get(port: u16, path: &str, timeout: Duration) -> Result<Response> {
 ///
 /// All on one thread: every connection is opened at once and all are watched with one
 /// epoll (tokio's current-thread runtime), so fifty cost the servers' time and little of
-/// ours: no thread per server competing for the cores with the servers it waits for. One entry per port, in order: `Some(true)` answered, `Some(false)`
-/// refused or failed, `None` no answer by `timeout` (a hung server: however many hang,
-/// the call takes `timeout` once).
+/// ours: no thread per server competing for the cores with the servers it waits for.
+///
+/// One entry per port, in order: `Some(true)` answered, `Some(false)` refused or failed,
+/// `None` no answer by `timeout` (a hung server: however many hang, the call takes
+/// `timeout` once).
 pub fn answer_connections(ports: &[u16], timeout: Duration) -> Result<Vec<Option<bool>>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Builder::new_current_thread()

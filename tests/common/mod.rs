@@ -91,6 +91,17 @@ pub fn machine(root: &Path) {
 }
 
 /// The registry file (schema 2: instances and ports together).
+/// Make `path` an hour old: past backup create's quiet period, so it is read at once
+/// (copied, or streamed when large) instead of waited for.
+pub fn make_old(path: &Path) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
+}
+
 pub fn registry_file(root: &Path) -> PathBuf {
     root.join("var/lib/abssctl/registry/registry.yml")
 }

@@ -432,6 +432,10 @@ fn create_one(
     drop(global);
 
     let data = data_dir(ctx, name)?;
+    // The databases are opened through links in the instance's own (root-owned) directory,
+    // never by a path through the user's data (sys::archive_link). Made first: an instance
+    // directory another account could write is refused before anything else is made.
+    let links = ar::LinkDir::new(data.parent().unwrap_or(&data))?;
     let version = resolve_version(&ctx.layout, &entry.version_binding)
         .map(|r| r.version)
         .ok();
@@ -468,9 +472,6 @@ fn create_one(
         port: entry.port,
         includes: includes.clone(),
     };
-    // The databases are opened through links in the instance's own (root-owned) directory,
-    // never by a path through the user's data (sys::archive_link).
-    let links = ar::LinkDir::new(data.parent().unwrap_or(&data))?;
     let data_meta = std::fs::symlink_metadata(&data)
         .with_context(|| format!("reading the metadata of {}", data.display()))?;
     let plan = Plan {
